@@ -1,0 +1,1 @@
+"""Generated Python modules of the launcher contract (proto/xmanager/launcher)."""

@@ -1,0 +1,1 @@
+"""Local-daemon executors and experiment client for launch scripts."""
