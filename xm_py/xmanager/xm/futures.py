@@ -1,0 +1,84 @@
+"""`ExperimentFuture`: the result of work scheduled on an experiment's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Generator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class ExperimentFuture(Generic[T]):
+    """Work running on an experiment's event loop.
+
+    It can be awaited from any event loop (`await experiment.add(job)` inside `async with`, or
+    inside a job generator), or waited for from synchronous code with `result()`.
+    """
+
+    def __init__(
+        self, future: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._future = future
+        self._loop = loop
+        # Whether someone took delivery of the outcome; the experiment reports failures nobody
+        # looked at when it exits, and only those.
+        self._observed = False
+
+    @property
+    def observed(self) -> bool:
+        return self._observed
+
+    def __await__(self) -> Generator[Any, None, T]:
+        self._observed = True
+        # Wrapping binds to the awaiting coroutine's own loop, whichever that is.
+        return asyncio.wrap_future(self._future).__await__()
+
+    def result(self, timeout: float | None = None) -> T:
+        """Blocks until the work is done and returns its result or raises its exception.
+
+        Raises:
+          RuntimeError: when called on the experiment's own event loop, where blocking would
+            deadlock; use `await` there.
+          TimeoutError: the work did not finish within `timeout` seconds.
+        """
+        if not self._future.done() and _running_loop() is self._loop:
+            raise RuntimeError(
+                "ExperimentFuture.result() would block the experiment's event loop, which runs "
+                "the work it waits for; use `await` instead."
+            )
+        try:
+            return self._future.result(timeout)
+        finally:
+            # A timeout delivers nothing; only an outcome counts as observed.
+            self._observed = self._observed or self._future.done()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if not self._future.done() and _running_loop() is self._loop:
+            raise RuntimeError("ExperimentFuture.exception() would block; use `await` instead.")
+        try:
+            return self._future.exception(timeout)
+        finally:
+            self._observed = self._observed or self._future.done()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        return self._future.cancel()
+
+    def concurrent_future(self) -> concurrent.futures.Future[T]:
+        """The underlying thread-safe future, without marking the outcome as observed."""
+        return self._future
+
+    def __repr__(self) -> str:
+        state = "done" if self._future.done() else "pending"
+        return f"<xm.ExperimentFuture {state}>"
