@@ -106,6 +106,5 @@ class Backend(abc.ABC):
         the job vanished without a record.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  # optional: most backends hold nothing to release
         """Stops observing (the daemon shuts down); running jobs keep running."""
-        return None

@@ -53,6 +53,19 @@ async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+async def _settle(futures: Sequence[concurrent.futures.Future[Any]]) -> None:
+    """Waits until the futures are done, without raising their errors.
+
+    The asyncio wrappers' errors are marked retrieved: the concurrent futures keep them for
+    whoever reports them, and asyncio does not log them as never retrieved.
+    """
+    wrappers = [asyncio.wrap_future(future) for future in futures]
+    await asyncio.wait(wrappers)
+    for wrapper in wrappers:
+        if not wrapper.cancelled():
+            wrapper.exception()
+
+
 def _run_loop_in_this_thread(loop: asyncio.AbstractEventLoop) -> None:
     """Runs `loop` until stopped, then shuts it down as `asyncio.run` does.
 
@@ -410,7 +423,7 @@ class Experiment(abc.ABC):
                     return errors
                 pending = self._pending.pop(0)
             inner = pending.concurrent_future()
-            await asyncio.wait([asyncio.wrap_future(inner)])
+            await _settle([inner])
             if inner.cancelled() or pending.observed:
                 continue
             error = inner.exception()
@@ -524,7 +537,7 @@ class Experiment(abc.ABC):
                 unfinished = [future for future in pending if not future.done()]
                 if not unfinished:
                     break
-                await asyncio.wait([asyncio.wrap_future(future) for future in unfinished])
+                await _settle(unfinished)
             outcomes = await asyncio.gather(
                 *(_await(unit.wait_until_complete()) for unit in self.work_units.values()),
                 return_exceptions=True,

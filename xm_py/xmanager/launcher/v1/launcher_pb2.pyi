@@ -394,18 +394,32 @@ class WorkUnit(_message.Message):
     def __init__(self, experiment_id: _Optional[int] = ..., work_unit_id: _Optional[int] = ..., args_json: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., status: _Optional[_Union[JobStatus, _Mapping]] = ..., identity: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AddWorkUnitRequest(_message.Message):
-    __slots__ = ("experiment_id", "jobs", "args_json", "identity", "request_id")
+    __slots__ = ("experiment_id", "jobs", "args_json", "identity", "request_id", "work_unit_id")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORK_UNIT_ID_FIELD_NUMBER: _ClassVar[int]
     experiment_id: int
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     args_json: str
     identity: str
     request_id: str
-    def __init__(self, experiment_id: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., args_json: _Optional[str] = ..., identity: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    work_unit_id: int
+    def __init__(self, experiment_id: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., args_json: _Optional[str] = ..., identity: _Optional[str] = ..., request_id: _Optional[str] = ..., work_unit_id: _Optional[int] = ...) -> None: ...
+
+class AddWorkUnitResult(_message.Message):
+    __slots__ = ("request_id", "work_unit", "error_code", "error_message")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORK_UNIT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    work_unit: WorkUnit
+    error_code: int
+    error_message: str
+    def __init__(self, request_id: _Optional[str] = ..., work_unit: _Optional[_Union[WorkUnit, _Mapping]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class GetWorkUnitRequest(_message.Message):
     __slots__ = ("experiment_id", "work_unit_id")

@@ -66,6 +66,11 @@ class LauncherStub:
                 request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.SerializeToString,
                 response_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.WorkUnit.FromString,
                 _registered_method=True)
+        self.AddWorkUnits = channel.stream_stream(
+                '/xmanager.launcher.v1.Launcher/AddWorkUnits',
+                request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.SerializeToString,
+                response_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitResult.FromString,
+                _registered_method=True)
         self.GetWorkUnit = channel.unary_unary(
                 '/xmanager.launcher.v1.Launcher/GetWorkUnit',
                 request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.GetWorkUnitRequest.SerializeToString,
@@ -148,6 +153,16 @@ class LauncherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddWorkUnits(self, request_iterator, context):
+        """The pipelined form of AddWorkUnit for sweeps: requests stream in, results stream back in
+        the same order, and the work units of one experiment get ids in request order. A failed
+        request gets its error in its result and does not end the stream. A client whose stream
+        breaks re-sends the requests it has no result for (they are idempotent by request_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWorkUnit(self, request, context):
         """Returns a work unit with its jobs and their statuses.
         """
@@ -224,6 +239,11 @@ def add_LauncherServicer_to_server(servicer, server):
                     servicer.AddWorkUnit,
                     request_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.FromString,
                     response_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.WorkUnit.SerializeToString,
+            ),
+            'AddWorkUnits': grpc.stream_stream_rpc_method_handler(
+                    servicer.AddWorkUnits,
+                    request_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.FromString,
+                    response_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitResult.SerializeToString,
             ),
             'GetWorkUnit': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkUnit,
@@ -403,6 +423,33 @@ class Launcher:
             '/xmanager.launcher.v1.Launcher/AddWorkUnit',
             xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.SerializeToString,
             xmanager_dot_launcher_dot_v1_dot_launcher__pb2.WorkUnit.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddWorkUnits(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/xmanager.launcher.v1.Launcher/AddWorkUnits',
+            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.SerializeToString,
+            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Local jobs: binaries run as processes under per-job supervisors."""

@@ -1,0 +1,126 @@
+"""What a job supervisor records on disk, and how the daemon reads it back.
+
+A job directory holds:
+
+    started.json   {supervisor_pid, supervisor_ticks, pid, start_time}  written once the job runs
+    exit.json      {exit_code, signal, end_time, cancelled, reason}       written once it ended
+    cancel.json    {grace_seconds}                                        written by the daemon
+    truncated      present when a log reached its size cap
+    stdout.log, stderr.log, output.log (both, interleaved as written)
+    workdir/       the job's working directory
+
+Records are written atomically (a temporary file renamed over the final name), so a reader
+sees either nothing or a complete record, whenever the writer dies. These files are the truth
+about a local job: the store is brought in line with them after a daemon restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+STARTED = "started.json"
+EXITED = "exit.json"
+CANCEL = "cancel.json"
+TRUNCATED = "truncated"
+WORKDIR = "workdir"
+LOGS = {"output": "output.log", "stdout": "stdout.log", "stderr": "stderr.log"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Started:
+    supervisor_pid: int
+    # Start time of the supervisor in clock ticks since boot (/proc/PID/stat field 22): with
+    # the pid, it tells a live supervisor from an unrelated process that reused its pid.
+    supervisor_ticks: int
+    pid: int
+    start_time: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Exited:
+    exit_code: int | None
+    signal: int | None
+    end_time: str
+    cancelled: bool = False
+    reason: str = ""
+
+    @property
+    def shell_exit_code(self) -> int:
+        """The exit code, or 128 + N for death by signal N, as shells report it."""
+        if self.exit_code is not None:
+            return self.exit_code
+        return 128 + (self.signal or 0)
+
+    def describe(self) -> str:
+        if self.reason:
+            return self.reason
+        if self.signal:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = "unknown signal"
+            return f"killed by signal {self.signal} ({name})"
+        return f"exited with code {self.exit_code}"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text)
+
+
+def write_atomic(path: Path, content: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "w") as f:
+        json.dump(content, f)
+    os.replace(temporary, path)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_started(job_dir: Path) -> Started | None:
+    data = _read(job_dir / STARTED)
+    return Started(**data) if data is not None else None
+
+
+def read_exited(job_dir: Path) -> Exited | None:
+    data = _read(job_dir / EXITED)
+    return Exited(**data) if data is not None else None
+
+
+def read_cancel_grace(job_dir: Path) -> float | None:
+    data = _read(job_dir / CANCEL)
+    return float(data.get("grace_seconds", 0)) if data is not None else None
+
+
+def process_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":
+        return None  # a zombie has finished
+    return int(fields[19])
+
+
+def supervisor_alive(started: Started) -> bool:
+    return process_ticks(started.supervisor_pid) == started.supervisor_ticks

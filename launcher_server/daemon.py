@@ -1,0 +1,263 @@
+"""The daemon process: wires store, scheduler, backends and the gRPC server, and runs until told
+to stop (SIGTERM or SIGINT). Running jobs survive the daemon: they belong to their supervisors.
+
+    python -m launcher_server [--state_dir=DIR] [--db_url=URL] [--listen=127.0.0.1:PORT]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import fcntl
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO
+
+import grpc
+from absl import app, flags
+
+import xmanager
+from launcher_server import auth
+from launcher_server.backends.base import Backend
+from launcher_server.backends.local.backend import LocalProcessBackend
+from launcher_server.backends.unavailable import UnavailableBackend
+from launcher_server.event_hub import EventHub
+from launcher_server.scheduler import Scheduler
+from launcher_server.service import LauncherService
+from launcher_server.store.store import Store
+from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
+from xmanager.state_dir import StateDir
+
+_log = logging.getLogger("launcher_server")
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+READY_LINE = "xmanager launcher ready"
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonConfig:
+    state_dir: StateDir
+    # SQLAlchemy URL; empty means SQLite in the state directory.
+    db_url: str = ""
+    # Optional "host:port" TCP listener (bearer token required).
+    listen: str = ""
+    allow_remote: bool = False
+    max_running_jobs: int = 0  # 0: 8 per CPU core
+    grace_period: datetime.timedelta = datetime.timedelta(seconds=10)
+    log_cap_bytes: int = 64 * 1024 * 1024
+    rpc_threads: int = 32
+
+    @property
+    def store_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.state_dir.database}"
+
+    @property
+    def running_job_limit(self) -> int:
+        return self.max_running_jobs or 8 * (os.cpu_count() or 1)
+
+
+class DaemonAlreadyRunningError(RuntimeError):
+    pass
+
+
+def acquire_lock(state_dir: StateDir) -> IO[str]:
+    """Holds the state directory's lock for the life of the process: one daemon per directory."""
+    handle = state_dir.lock.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        pid = state_dir.pid.read_text().strip() if state_dir.pid.exists() else "?"
+        raise DaemonAlreadyRunningError(
+            f"a launcher daemon (pid {pid}) already runs for {state_dir.root}; "
+            "stop it with `xmanager daemon stop` or choose another --state_dir"
+        ) from None
+    return handle
+
+
+def check_listen_address(listen: str, allow_remote: bool) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen={listen!r}: expected HOST:PORT, e.g. 127.0.0.1:7878")
+    host = host.strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not allow_remote:
+        raise ValueError(
+            f"--listen={listen!r} is not a loopback address; anyone who can reach it and holds "
+            "the token can run programs as you. Pass --allow_remote to do it anyway."
+        )
+
+
+class Daemon:
+    """One running launcher: start() brings it up, stop() brings it down in order."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self._stopped = threading.Event()
+        self._server: grpc.Server | None = None
+        self._lock: IO[str] | None = None
+        self._backends: dict[str, Backend] = {}
+
+    def start(self) -> None:
+        config = self.config
+        state = config.state_dir
+        if config.listen:
+            check_listen_address(config.listen, config.allow_remote)
+        state.create()
+        self._lock = acquire_lock(state)
+        state.pid.write_text(f"{os.getpid()}\n")
+        self.store = Store.open(config.store_url)
+        self.hub = EventHub(self.store.last_event_sequence())
+        self.scheduler = Scheduler(
+            self.store,
+            state,
+            self.hub,
+            max_running_jobs=config.running_job_limit,
+            grace_period=config.grace_period,
+        )
+        self._backends = {
+            "local": LocalProcessBackend(
+                state.jobs,
+                self.scheduler.report,
+                log_cap_bytes=config.log_cap_bytes,
+                notify_socket=state.notify_socket,
+            ),
+            "local_container": UnavailableBackend(
+                "local_container",
+                "containers on the local executor are not available in this version of the "
+                "launcher; package the job as a binary",
+            ),
+            "vertex": UnavailableBackend(
+                "vertex", "the Vertex AI backend is not available in this version of the launcher"
+            ),
+            "kubernetes": UnavailableBackend(
+                "kubernetes",
+                "the Kubernetes backend is not available in this version of the launcher",
+            ),
+        }
+        self.scheduler.set_backends(self._backends)
+        self.scheduler.start()
+        self.scheduler.recover()
+        token = None
+        if config.listen:
+            token = auth.load_or_create_token(state.token)
+        service = LauncherService(self.store, self.scheduler, self.hub, state, token=token)
+        self._server = self._build_server(service)
+        self._server.start()
+        os.chmod(state.socket, 0o600)
+        _log.info(
+            "%s %s: socket %s, store %s, up to %d running jobs",
+            READY_LINE,
+            xmanager.__version__,
+            state.socket,
+            self.store.dialect,
+            config.running_job_limit,
+        )
+
+    def _build_server(self, service: LauncherService) -> grpc.Server:
+        config = self.config
+        server = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=config.rpc_threads, thread_name_prefix="rpc"
+            ),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_LauncherServicer_to_server(service, server)
+        socket_path = config.state_dir.socket
+        socket_path.unlink(missing_ok=True)  # stale: we hold the lock, nobody else serves it
+        old_umask = os.umask(0o177)  # the socket is created 0600: only this user may connect
+        try:
+            server.add_insecure_port(f"unix:{socket_path}")
+        finally:
+            os.umask(old_umask)
+        if config.listen:
+            port = server.add_insecure_port(config.listen)
+            host = config.listen.rpartition(":")[0]
+            config.state_dir.tcp_address.write_text(f"{host}:{port}\n")
+        return server
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    def stop(self) -> None:
+        """Stops serving; jobs keep running and are re-attached by the next daemon."""
+        self.hub.close()
+        if self._server is not None:
+            self._server.stop(grace=2).wait()
+        self.scheduler.stop()
+        for backend in self._backends.values():
+            backend.close()
+        self.store.close()
+        self.config.state_dir.socket.unlink(missing_ok=True)
+        self.config.state_dir.tcp_address.unlink(missing_ok=True)
+        self.config.state_dir.pid.unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+        _log.info("launcher stopped")
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("state_dir", None, "State directory (default $XM_STATE_DIR or ~/.xmanager).")
+flags.DEFINE_string("db_url", "", "SQLAlchemy URL of the store (default SQLite in the state dir).")
+flags.DEFINE_string("listen", "", "Also listen on this TCP HOST:PORT (bearer token required).")
+flags.DEFINE_bool("allow_remote", False, "Allow --listen on a non-loopback address.")
+flags.DEFINE_integer("max_running_jobs", 0, "Local jobs running at once (0: 8 per core).")
+flags.DEFINE_float("grace_period_seconds", 10.0, "Default SIGTERM-to-SIGKILL delay on cancel.")
+flags.DEFINE_integer("log_cap_mb", 64, "Per-job log size cap in MiB.")
+
+
+def config_from_flags() -> DaemonConfig:
+    return DaemonConfig(
+        state_dir=StateDir.resolve(FLAGS.state_dir),
+        db_url=FLAGS.db_url,
+        listen=FLAGS.listen,
+        allow_remote=FLAGS.allow_remote,
+        max_running_jobs=FLAGS.max_running_jobs,
+        grace_period=datetime.timedelta(seconds=FLAGS.grace_period_seconds),
+        log_cap_bytes=FLAGS.log_cap_mb * 1024 * 1024,
+    )
+
+
+def serve(config: DaemonConfig) -> int:
+    """Runs a daemon in this process until SIGTERM or SIGINT."""
+    daemon = Daemon(config)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: daemon.request_stop())
+    try:
+        daemon.start()
+    except Exception as error:  # a clear one-line reason, the traceback in the log
+        _log.debug("start failed", exc_info=True)
+        print(f"xmanager daemon: cannot start: {error}", file=sys.stderr)
+        return 1
+    daemon.wait()
+    daemon.stop()
+    return 0
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sys.exit(serve(config_from_flags()))
+
+
+def run() -> None:
+    app.run(main)

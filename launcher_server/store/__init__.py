@@ -1,0 +1,1 @@
+"""The daemon's durable store: SQLAlchemy 2 models, Alembic migrations, transactional access."""

@@ -1,0 +1,1 @@
+"""The `xmanager` command-line interface."""

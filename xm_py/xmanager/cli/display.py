@@ -1,0 +1,116 @@
+"""Tables and summaries printed by the CLI (rich)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+
+from google.protobuf import timestamp_pb2
+from rich.console import Console
+from rich.table import Table
+
+from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.state_dir import StateDir
+
+_STYLES: dict[int, str] = {
+    pb.JOB_STATE_PENDING: "dim",
+    pb.JOB_STATE_STARTING: "cyan",
+    pb.JOB_STATE_RUNNING: "blue",
+    pb.JOB_STATE_SUCCEEDED: "green",
+    pb.JOB_STATE_FAILED: "red",
+    pb.JOB_STATE_CANCELLING: "yellow",
+    pb.JOB_STATE_CANCELLED: "yellow",
+    pb.JOB_STATE_LOST: "magenta",
+}
+ORDERED_STATES = tuple(_STYLES)
+
+
+def state_name(state: int) -> str:
+    """JOB_STATE_RUNNING -> RUNNING."""
+    return str(pb.JobState.Name(state)).removeprefix("JOB_STATE_")
+
+
+def _styled(state: int) -> str:
+    style = _STYLES.get(state, "")
+    return f"[{style}]{state_name(state)}[/]" if style else state_name(state)
+
+
+def _time(stamp: timestamp_pb2.Timestamp) -> str:
+    if not stamp.seconds and not stamp.nanos:
+        return ""
+    local = stamp.ToDatetime(tzinfo=datetime.UTC).astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(status: pb.JobStatus) -> str:
+    if not status.HasField("start_time"):
+        return ""
+    end = (
+        status.end_time.ToDatetime(tzinfo=datetime.UTC)
+        if status.HasField("end_time")
+        else datetime.datetime.now(datetime.UTC)
+    )
+    seconds = (end - status.start_time.ToDatetime(tzinfo=datetime.UTC)).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def counts_summary(counts: dict[int, int] | Iterable[tuple[int, int]]) -> str:
+    items = dict(counts)
+    return "  ".join(
+        f"{_styled(state)} {items[state]}" for state in ORDERED_STATES if items.get(state)
+    )
+
+
+def print_experiments(experiments: Sequence[pb.Experiment]) -> None:
+    table = Table(title="Experiments", title_justify="left")
+    table.add_column("ID", justify="right")
+    table.add_column("Title")
+    table.add_column("Created")
+    table.add_column("Work units", justify="right")
+    table.add_column("By status")
+    for experiment in experiments:
+        table.add_row(
+            str(experiment.id),
+            experiment.title,
+            _time(experiment.create_time),
+            str(experiment.work_unit_count),
+            counts_summary(experiment.work_unit_state_counts.items()),
+        )
+    Console().print(table)
+
+
+def print_experiment(experiment: pb.Experiment, units: Sequence[pb.WorkUnit]) -> None:
+    console = Console()
+    console.print(f"[bold]Experiment {experiment.id}[/]: {experiment.title}")
+    if experiment.tags:
+        console.print(f"tags: {', '.join(experiment.tags)}")
+    console.print(f"created {_time(experiment.create_time)} by {experiment.creator or '?'}")
+    if experiment.launch_script_path:
+        console.print(f"script: {experiment.launch_script_path}")
+    console.print(counts_summary(experiment.work_unit_state_counts.items()))
+    table = Table()
+    for column in ("WU", "Job", "Status", "Exit", "Duration", "Reason"):
+        table.add_column(column, justify="right" if column in ("WU", "Exit") else "left")
+    for unit in units:
+        for i, job in enumerate(unit.jobs):
+            status = job.status
+            table.add_row(
+                str(unit.work_unit_id) if i == 0 else "",
+                job.name,
+                _styled(status.state),
+                str(status.exit_code) if status.has_exit_code else "",
+                _duration(status),
+                status.reason,
+            )
+    console.print(table)
+
+
+def server_info(info: pb.ServerInfo, state: StateDir) -> str:
+    backends = ", ".join(
+        f"{b.name}{'' if b.available else ' (unavailable)'}" for b in info.backends
+    )
+    return (
+        f"running (pid {info.pid}), xmanager {info.version}, API {info.api_version}\n"
+        f"socket: {state.socket}\nstore: {info.store}\nbackends: {backends}\n"
+        f"since: {_time(info.start_time)}"
+    )

@@ -1,0 +1,1 @@
+"""The launcher daemon's client: connection, auto-start and process management."""

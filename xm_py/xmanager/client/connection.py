@@ -1,0 +1,163 @@
+"""A connection to the launcher daemon, started on demand.
+
+`connect()` finds the daemon of the state directory (its Unix socket), starts one in the
+background when none runs, and checks that it speaks this client's version. `Launcher.call`
+retries UNAVAILABLE with backoff — safe because the mutating RPCs are idempotent by request id —
+and restarts the daemon if it went away, so a launch script survives a daemon restart.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+import xmanager
+from xmanager.client import daemon_process
+from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
+from xmanager.state_dir import StateDir
+
+ADDRESS_ENV = "XM_LAUNCHER_ADDRESS"
+TOKEN_ENV = "XM_LAUNCHER_TOKEN"
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    # Reconnect quickly after a daemon restart (the default backoff grows to two minutes).
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),
+]
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+
+
+class LauncherUnavailableError(RuntimeError):
+    """No daemon could be reached or started."""
+
+
+class VersionMismatchError(RuntimeError):
+    """The daemon runs another version of xmanager than this client."""
+
+
+class _BearerToken(grpc.AuthMetadataPlugin):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(
+        self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        callback((("authorization", f"Bearer {self._token}"),), None)
+
+
+class Launcher:
+    """A client of one daemon; thread-safe."""
+
+    def __init__(
+        self,
+        state: StateDir,
+        *,
+        address: str | None = None,
+        token: str | None = None,
+        autostart: bool = True,
+        retry_seconds: float = 120.0,
+    ) -> None:
+        self.state = state
+        self._address = address
+        self._token = token
+        self._autostart = autostart and address is None
+        self.retry_seconds = retry_seconds
+        self._restart_lock = threading.Lock()
+        self._channel = self._open_channel()
+        self.stub = pb_grpc.LauncherStub(self._channel)
+        self.server_info = self._handshake()
+
+    @property
+    def target(self) -> str:
+        return self._address or f"unix:{self.state.socket}"
+
+    def _open_channel(self) -> grpc.Channel:
+        if self._address is None:
+            return grpc.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        if self._token is None:
+            return grpc.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        # Bearer tokens over plaintext TCP are only for loopback (the daemon refuses others).
+        credentials = grpc.composite_channel_credentials(
+            grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP),
+            grpc.metadata_call_credentials(_BearerToken(self._token)),
+        )
+        return grpc.secure_channel(self.target, credentials, options=_CHANNEL_OPTIONS)
+
+    def _handshake(self) -> pb.ServerInfo:
+        self.ensure_daemon()
+        info: pb.ServerInfo = self.call(
+            self.stub.GetServerInfo, pb.GetServerInfoRequest(), timeout=10
+        )
+        if info.version != xmanager.__version__ or info.api_version != "v1":
+            raise VersionMismatchError(
+                f"the launcher daemon at {self.target} runs xmanager {info.version} "
+                f"(API {info.api_version}) but this client is {xmanager.__version__} (API v1): "
+                "stop it with `xmanager daemon stop`; the next launch starts a matching one"
+            )
+        return info
+
+    def ensure_daemon(self) -> None:
+        """Starts the daemon when none runs (if this client may start one)."""
+        if self._autostart and daemon_process.read_pid(self.state) is None:
+            self._start_daemon()
+
+    def _start_daemon(self) -> None:
+        with self._restart_lock:
+            if daemon_process.read_pid(self.state) is not None:
+                return
+            try:
+                daemon_process.start_detached(self.state)
+            except daemon_process.DaemonStartError:
+                # Another client may have won the race to start it; that one is fine too.
+                if daemon_process.read_pid(self.state) is None:
+                    raise
+
+    def call(
+        self,
+        method: Callable[..., Response],
+        request: Any,
+        *,
+        timeout: float = 30.0,
+    ) -> Response:
+        """Calls a unary RPC, retrying UNAVAILABLE (restarting the daemon) with backoff."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return method(request, timeout=timeout, wait_for_ready=False)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    if error.code() == grpc.StatusCode.UNAVAILABLE:
+                        raise LauncherUnavailableError(
+                            f"the launcher daemon at {self.target} is unavailable: "
+                            f"{error.details()}; see {self.state.log}"
+                        ) from error
+                    raise
+            self.ensure_daemon()
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def connect(state_dir: str | os.PathLike[str] | None = None, *, autostart: bool = True) -> Launcher:
+    """Connects to the daemon of `state_dir` (or $XM_LAUNCHER_ADDRESS), starting it if needed."""
+    state = StateDir.resolve(os.fspath(state_dir) if state_dir is not None else None)
+    address = os.environ.get(ADDRESS_ENV) or None
+    token = os.environ.get(TOKEN_ENV) or None
+    if address and token is None and state.token.exists():
+        token = state.token.read_text().strip()
+    return Launcher(state, address=address, token=token, autostart=autostart)

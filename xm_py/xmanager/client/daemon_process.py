@@ -1,0 +1,134 @@
+"""Starting, stopping and finding the launcher daemon process of a state directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from xmanager.state_dir import StateDir
+
+
+class DaemonStartError(RuntimeError):
+    """The daemon did not come up; the message quotes its log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonStatus:
+    running: bool
+    pid: int | None
+    socket: str
+
+
+def read_pid(state: StateDir) -> int | None:
+    """The pid of the daemon serving `state`, if one is alive."""
+    try:
+        pid = int(state.pid.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def status(state: StateDir) -> DaemonStatus:
+    pid = read_pid(state)
+    return DaemonStatus(
+        running=pid is not None and state.socket.exists(), pid=pid, socket=str(state.socket)
+    )
+
+
+def daemon_command(state: StateDir, flags: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "launcher_server", f"--state_dir={state.root}", *flags]
+
+
+def start_detached(state: StateDir, flags: Sequence[str] = (), *, timeout: float = 30.0) -> int:
+    """Starts a daemon in the background (own session, log in the state directory).
+
+    Returns its pid once its socket accepts connections. Raises DaemonStartError with the tail
+    of the daemon's log when it exits or does not become ready in time.
+    """
+    state.create()
+    log = state.log.open("ab")
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    process = subprocess.Popen(
+        daemon_command(state, flags),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+        env=env,
+        cwd="/",
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            raise DaemonStartError(
+                f"the launcher daemon exited with code {code} while starting:\n{_log_tail(state)}"
+            )
+        if _socket_ready(state) and read_pid(state) == process.pid:
+            return process.pid
+        time.sleep(0.02)
+    process.terminate()
+    raise DaemonStartError(
+        f"the launcher daemon did not become ready within {timeout:.0f} s:\n{_log_tail(state)}"
+    )
+
+
+def _socket_ready(state: StateDir) -> bool:
+    if not state.socket.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(state.socket))
+        except OSError:
+            return False
+    return True
+
+
+def _log_tail(state: StateDir, lines: int = 20) -> str:
+    try:
+        text = state.log.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(f"  {line}" for line in text[-lines:]) + f"\n(full log: {state.log})"
+
+
+def stop(state: StateDir, *, timeout: float = 30.0) -> bool:
+    """Stops the daemon gracefully (SIGTERM); False when none was running."""
+    pid = read_pid(state)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_pid(state) is None or not _alive(pid):
+            return True
+        time.sleep(0.05)
+    raise TimeoutError(f"the launcher daemon (pid {pid}) did not stop within {timeout:.0f} s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

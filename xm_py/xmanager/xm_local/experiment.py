@@ -1,0 +1,455 @@
+"""Experiments and work units bound to the launcher daemon (the `xm.Experiment` hooks)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from xmanager import xm
+from xmanager.client.connection import Launcher, connect
+from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.xm import roles
+from xmanager.xm_local import packaging, progress
+from xmanager.xm_local.job_proto import job_to_proto
+from xmanager.xm_local.submitter import Submitter
+from xmanager.xm_local.watcher import StatusWatcher
+
+ANNOTATION_FIELDS = ("title", "tags", "notes")
+
+
+class LocalExperiment(xm.Experiment):
+    """An experiment recorded by the launcher daemon."""
+
+    def __init__(self, launcher: Launcher, record: pb.Experiment) -> None:
+        super().__init__()
+        self._launcher = launcher
+        self._record = record
+        self._context = xm.MetadataContext(
+            creator=record.creator,
+            annotations=xm.ContextAnnotations(
+                title=record.title,
+                tags=list(record.tags),
+                notes=record.notes,
+                on_change=self._save_annotations,
+            ),
+        )
+        self._units: dict[int, LocalWorkUnit] = {}
+        self._auxiliary: list[LocalAuxiliaryUnit] = []
+        # Ids are given at creation, as XManager does; the daemon checks they are free.
+        self._next_work_unit_id = record.work_unit_count + 1
+        self._submitter: Submitter | None = None
+        self._watcher: StatusWatcher | None = None
+
+    # -- xm.Experiment hooks ----------------------------------------------------------------------
+
+    @property
+    def experiment_id(self) -> int:
+        return self._record.id
+
+    @property
+    def work_unit_count(self) -> int:
+        return len(self._units)
+
+    @property
+    def work_units(self) -> Mapping[int, LocalWorkUnit]:
+        return dict(self._units)
+
+    @classmethod
+    def package(cls, packageables: Sequence[xm.Packageable] = ()) -> Sequence[xm.Executable]:
+        return packaging.package(packageables)
+
+    async def _create_experiment_unit(
+        self, args: Mapping[str, Any] | None, role: xm.ExperimentUnitRole, identity: str
+    ) -> xm.ExperimentUnit:
+        work_unit_id = self._next_work_unit_id
+        self._next_work_unit_id += 1
+        if isinstance(role, roles.AuxiliaryUnitRole):
+            auxiliary = LocalAuxiliaryUnit(self, args, role, identity, work_unit_id)
+            self._auxiliary.append(auxiliary)
+            return auxiliary
+        unit = LocalWorkUnit(self, args, role, identity, work_unit_id)
+        self._units[work_unit_id] = unit
+        return unit
+
+    async def _on_enter(self) -> None:
+        self.submitter  # noqa: B018  # started now, so the first add pays nothing
+        self.watcher  # noqa: B018
+
+    async def _wait_for_local_jobs(self, is_exit_abrupt: bool) -> None:
+        if is_exit_abrupt:
+            return
+        units: list[LocalWorkUnit | LocalAuxiliaryUnit] = [*self._units.values(), *self._auxiliary]
+        launched = [unit for unit in units if unit.launched]
+        if not launched:
+            return
+        ids = [unit.work_unit_id for unit in launched]
+        await progress.wait_with_progress(self.watcher, self.experiment_id, ids)
+        _raise_for_unsuccessful(launched)
+
+    # -- context management -----------------------------------------------------------------------
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc, traceback)
+        except KeyboardInterrupt:
+            self._offer_cancel()
+            raise
+        finally:
+            self._close_streams()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, traceback)
+        finally:
+            await asyncio.to_thread(self._close_streams)
+
+    def _offer_cancel(self) -> None:
+        """On Ctrl+C while waiting: ask whether to cancel the experiment's work units."""
+        if not sys.stdin.isatty():
+            print(
+                f"\nStopped waiting; the jobs keep running. Cancel them with "
+                f"`xmanager cancel {self.experiment_id}`.",
+                file=sys.stderr,
+            )
+            return
+        try:
+            answer = input(f"\nCancel the work units of experiment {self.experiment_id}? [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer.strip().lower() in ("y", "yes"):
+            self._launcher.call(
+                self._launcher.stub.CancelExperiment,
+                pb.CancelExperimentRequest(
+                    experiment_id=self.experiment_id, reason="interrupted by the launch script"
+                ),
+            )
+            print(f"Cancelling experiment {self.experiment_id}.", file=sys.stderr)
+        else:
+            print(
+                f"The jobs keep running; `xmanager show {self.experiment_id}` follows them.",
+                file=sys.stderr,
+            )
+
+    def _close_streams(self) -> None:
+        if self._submitter is not None:
+            self._submitter.close()
+            self._submitter = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+
+    # -- plumbing for units -----------------------------------------------------------------------
+
+    @property
+    def launcher(self) -> Launcher:
+        return self._launcher
+
+    @property
+    def submitter(self) -> Submitter:
+        if self._submitter is None:
+            self._submitter = Submitter(self._launcher)
+        return self._submitter
+
+    @property
+    def watcher(self) -> StatusWatcher:
+        if self._watcher is None:
+            self._watcher = StatusWatcher(self._launcher, self.experiment_id)
+        return self._watcher
+
+    def _save_annotations(self, annotations: xm.ContextAnnotations) -> None:
+        self._launcher.call(
+            self._launcher.stub.UpdateExperiment,
+            pb.UpdateExperimentRequest(
+                experiment_id=self.experiment_id,
+                title=annotations.title,
+                tags=annotations.tags,
+                notes=annotations.notes,
+                update_mask=ANNOTATION_FIELDS,
+            ),
+        )
+
+    def _adopt(self, unit: pb.WorkUnit) -> None:
+        """Registers a unit that already exists in the daemon (re-attaching)."""
+        local = LocalWorkUnit(
+            self,
+            json.loads(unit.args_json or "{}"),
+            xm.WorkUnitRole(),
+            unit.identity,
+            unit.work_unit_id,
+        )
+        local.launched = True
+        self._units[unit.work_unit_id] = local
+        self._next_work_unit_id = max(self._next_work_unit_id, unit.work_unit_id + 1)
+
+
+class _DaemonUnit:
+    """What work units and auxiliary units share: launching once, waiting, stopping."""
+
+    launched: bool
+
+    def _init_daemon_unit(self, experiment: LocalExperiment, work_unit_id: int) -> None:
+        self._local_experiment = experiment
+        self._daemon_id = work_unit_id
+        self.launched = False
+
+    async def _launch(self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str) -> None:
+        if self.launched:
+            raise RuntimeError(
+                f"work unit {self._local_experiment.experiment_id}/{self._daemon_id} was already "
+                "launched; its jobs start together, so add them as one xm.JobGroup"
+            )
+        self.launched = True
+        jobs = xm.flatten_jobs(job_group)
+        request = pb.AddWorkUnitRequest(
+            experiment_id=self._local_experiment.experiment_id,
+            work_unit_id=self._daemon_id,
+            jobs=[job_to_proto(job, name) for name, job in jobs.items()],
+            args_json=json.dumps(dict(args), default=str, sort_keys=True),
+            identity=identity,
+            request_id=uuid.uuid4().hex,
+        )
+        experiment = self._local_experiment
+        unit = await asyncio.wrap_future(experiment.submitter.submit(request))
+        experiment.watcher.observe(unit)
+
+    async def _wait_final(self) -> xm.ExperimentUnitStatus:
+        unit = await asyncio.wrap_future(self._local_experiment.watcher.wait_final(self._daemon_id))
+        return _status(unit)
+
+    def _current_status(self) -> xm.ExperimentUnitStatus:
+        experiment = self._local_experiment
+        unit = experiment.watcher.latest(self._daemon_id) if experiment._watcher else None
+        if unit is None:
+            unit = experiment.launcher.call(
+                experiment.launcher.stub.GetWorkUnit,
+                pb.GetWorkUnitRequest(
+                    experiment_id=experiment.experiment_id, work_unit_id=self._daemon_id
+                ),
+            )
+        return _status(unit)
+
+    def _cancel(self, message: str | None) -> None:
+        experiment = self._local_experiment
+        experiment.launcher.call(
+            experiment.launcher.stub.CancelWorkUnit,
+            pb.CancelWorkUnitRequest(
+                experiment_id=experiment.experiment_id,
+                work_unit_id=self._daemon_id,
+                reason=message or "stopped by the launch script",
+            ),
+        )
+
+
+def _raise_for_unsuccessful(units: Sequence[LocalWorkUnit | LocalAuxiliaryUnit]) -> None:
+    """As XManager's local executor does, a launch script ends with an error when a job failed.
+
+    Raises ExperimentUnitFailedError for the first failed (or lost) unit, else
+    ExperimentUnitNotCompletedError for the first cancelled one; the message counts the others.
+    """
+    failed, cancelled = [], []
+    for unit in units:
+        status = unit.get_status()
+        if status.is_failed:
+            failed.append((unit, status))
+        elif not status.is_completed:
+            cancelled.append((unit, status))
+    error_type: type[xm.ExperimentUnitFailedError | xm.ExperimentUnitNotCompletedError]
+    if failed:
+        unsuccessful, what, error_type = failed, "failed", xm.ExperimentUnitFailedError
+    elif cancelled:
+        unsuccessful, what, error_type = (
+            cancelled,
+            "did not complete",
+            xm.ExperimentUnitNotCompletedError,
+        )
+    else:
+        return
+    unit, status = unsuccessful[0]
+    detail = f"{unit.experiment_unit_name}: {status.message or status.state.name}"
+    others = len(unsuccessful) - 1
+    message = f"{len(unsuccessful)} of {len(units)} work unit(s) {what}; first {detail}"
+    if others:
+        message += f" (`xmanager show {unit.experiment_id}` lists the others)"
+    raise error_type(unit, status, message)
+
+
+def _status(unit: pb.WorkUnit) -> xm.ExperimentUnitStatus:
+    return xm.ExperimentUnitStatus(unit.status.state, unit.status.reason)
+
+
+class LocalWorkUnit(_DaemonUnit, xm.WorkUnit):
+    def __init__(
+        self,
+        experiment: LocalExperiment,
+        args: Mapping[str, Any] | None,
+        role: xm.ExperimentUnitRole,
+        identity: str,
+        work_unit_id: int,
+    ) -> None:
+        xm.WorkUnit.__init__(self, experiment, args, role, identity)
+        self._init_daemon_unit(experiment, work_unit_id)
+
+    @property
+    def work_unit_id(self) -> int:
+        return self._daemon_id
+
+    def _launch_job_group(
+        self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str
+    ) -> Awaitable[None]:
+        return self._launch(job_group, args, identity)
+
+    def _wait_until_complete(self) -> Awaitable[xm.ExperimentUnitStatus]:
+        return self._wait_final()
+
+    def get_status(self) -> xm.ExperimentUnitStatus:
+        return self._current_status()
+
+    def stop(
+        self,
+        *,
+        mark_as_failed: bool = False,
+        mark_as_completed: bool = False,
+        message: str | None = None,
+    ) -> None:
+        if self.launched:
+            self._cancel(message)
+
+
+class LocalAuxiliaryUnit(_DaemonUnit, xm.AuxiliaryUnit):
+    """An auxiliary unit runs as a work unit of its own in the daemon."""
+
+    def __init__(
+        self,
+        experiment: LocalExperiment,
+        args: Mapping[str, Any] | None,
+        role: xm.ExperimentUnitRole,
+        identity: str,
+        work_unit_id: int,
+    ) -> None:
+        xm.AuxiliaryUnit.__init__(self, experiment, args, role, identity)
+        self._init_daemon_unit(experiment, work_unit_id)
+
+    @property
+    def work_unit_id(self) -> int:
+        return self._daemon_id
+
+    def _launch_job_group(
+        self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str
+    ) -> Awaitable[None]:
+        return self._launch(job_group, args, identity)
+
+    def _wait_until_complete(self) -> Awaitable[xm.ExperimentUnitStatus]:
+        return self._wait_final()
+
+    def get_status(self) -> xm.ExperimentUnitStatus:
+        return self._current_status()
+
+    def stop(
+        self,
+        *,
+        mark_as_failed: bool = False,
+        mark_as_completed: bool = False,
+        message: str | None = None,
+    ) -> None:
+        if self.launched:
+            self._cancel(message)
+
+
+# -- entry points -------------------------------------------------------------------------------
+
+
+def _script_path() -> Path | None:
+    script = os.environ.get("XM_LAUNCH_SCRIPT") or (sys.argv[0] if sys.argv else "")
+    path = Path(script)
+    return path.resolve() if script and path.is_file() else None
+
+
+def _source_revision(directory: Path) -> str:
+    """The git commit the script runs from, with +dirty when the tree is modified."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if head.returncode != 0:
+            return ""
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def create_experiment(experiment_title: str) -> LocalExperiment:
+    """Creates an experiment in the launcher daemon (started if none runs)."""
+    launcher = connect()
+    record = pb.Experiment(title=experiment_title, creator=getpass.getuser())
+    script = _script_path()
+    if script is not None:
+        record.launch_script_path = str(script)
+        record.launch_script_sha256 = hashlib.sha256(script.read_bytes()).hexdigest()
+        record.source_revision = _source_revision(script.parent)
+    created = launcher.call(
+        launcher.stub.CreateExperiment,
+        pb.CreateExperimentRequest(experiment=record, request_id=uuid.uuid4().hex),
+    )
+    return LocalExperiment(launcher, created)
+
+
+def get_experiment(experiment_id: int) -> LocalExperiment:
+    """Re-attaches to an existing experiment, e.g. from another process."""
+    launcher = connect()
+    record = launcher.call(
+        launcher.stub.GetExperiment, pb.GetExperimentRequest(experiment_id=experiment_id)
+    )
+    experiment = LocalExperiment(launcher, record)
+    token = ""
+    while True:
+        page = launcher.call(
+            launcher.stub.ListWorkUnits,
+            pb.ListWorkUnitsRequest(experiment_id=experiment_id, page_size=1000, page_token=token),
+        )
+        for unit in page.work_units:
+            experiment._adopt(unit)
+        token = page.next_page_token
+        if not token:
+            return experiment
+
+
+def list_experiments(limit: int = 100) -> list[LocalExperiment]:
+    """The newest experiments, newest first."""
+    launcher = connect()
+    response = launcher.call(
+        launcher.stub.ListExperiments, pb.ListExperimentsRequest(page_size=limit)
+    )
+    return [LocalExperiment(launcher, record) for record in response.experiments]

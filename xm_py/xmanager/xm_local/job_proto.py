@@ -1,0 +1,119 @@
+"""Launch-script jobs (xm.Job with an executor) as launcher-contract messages (pb.Job)."""
+
+from __future__ import annotations
+
+from xmanager import xm
+from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.xm import resources
+from xmanager.xm_local import executors
+
+
+def job_to_proto(job: xm.Job, name: str) -> pb.Job:
+    """The contract's Job: artifact, argv tokens, env, executor and requirements."""
+    executable = job.executable
+    message = pb.Job(
+        name=name,
+        artifact=artifact_to_proto(executable),
+        # The executable's default args first, then the job's (already merged with the add's).
+        args=xm.merge_args(executable.args, job.args).to_list(),
+        env={**executable.env_vars, **job.env_vars},
+    )
+    executor = job.executor
+    message.executor.CopyFrom(executor_to_proto(executor))
+    requirements = getattr(executor, "requirements", None)
+    if isinstance(requirements, xm.JobRequirements):
+        message.requirements.CopyFrom(requirements_to_proto(requirements))
+    return message
+
+
+def artifact_to_proto(executable: xm.Executable) -> pb.Artifact:
+    if isinstance(executable, xm.BinaryArtifact):
+        return pb.Artifact(
+            local_binary=pb.LocalBinary(path=executable.path, sha256=executable.sha256)
+        )
+    if isinstance(executable, xm.ImageArtifact):
+        image = pb.OciImage(digest=executable.digest)
+        if executable.image_path is not None:
+            image.tarball_path = executable.image_path
+        else:
+            image.reference = executable.image_ref or ""
+        return pb.Artifact(oci_image=image)
+    raise TypeError(
+        f"cannot launch executable {executable!r}: package it with experiment.package() "
+        "(binaries and container images are supported)"
+    )
+
+
+def executor_to_proto(executor: xm.Executor) -> pb.Executor:
+    if isinstance(executor, executors.Local):
+        local = pb.LocalExecutor(stream_output=executor.experimental_stream_output)
+        options = executor.docker_options
+        if options is not None:
+            local.docker_options.CopyFrom(
+                pb.DockerOptions(
+                    ports=options.ports, volumes=options.volumes, interactive=options.interactive
+                )
+            )
+        local_gpus = executor.requirements.resources.get(resources.ResourceType.LOCAL_GPU)
+        local.gpus = int(local_gpus or 0)
+        return pb.Executor(local=local)
+    if isinstance(executor, executors.Vertex):
+        vertex = pb.VertexExecutor(
+            region=executor.region or "",
+            machine_type=executor.machine_type or "",
+            service_account=executor.service_account or "",
+            output_directory=executor.output_directory or "",
+            api_endpoint=executor.endpoint or "",
+            tensorboard=executor.tensorboard.name if executor.tensorboard else "",
+            replica_count=executor.requirements.replicas or 0,
+        )
+        accelerator = executor.requirements.accelerator
+        if accelerator is not None:
+            vertex.accelerator_type = accelerator.info.vertex_name or accelerator.name
+            vertex.accelerator_count = int(executor.requirements.resources[accelerator])
+        return pb.Executor(vertex=vertex)
+    if isinstance(executor, executors.Kubernetes):
+        kubernetes = pb.KubernetesExecutor(
+            namespace=executor.namespace,
+            context=executor.context or "",
+            service_account=executor.service_account or "",
+            node_selector=executor.node_selector,
+        )
+        for toleration in executor.tolerations:
+            kubernetes.tolerations.add(
+                key=str(toleration.get("key", "")),
+                operator=str(toleration.get("operator", "")),
+                value=str(toleration.get("value", "")),
+                effect=str(toleration.get("effect", "")),
+                toleration_seconds=int(toleration.get("tolerationSeconds", 0) or 0),
+            )
+        return pb.Executor(kubernetes=kubernetes)
+    raise TypeError(
+        f"unsupported executor {type(executor).__name__}: use xm_local.Local, xm_local.Vertex "
+        "or xm_local.Kubernetes"
+    )
+
+
+def requirements_to_proto(requirements: xm.JobRequirements) -> pb.ResourceRequirements:
+    message = pb.ResourceRequirements(
+        replicas=requirements.replicas or 0, location=requirements.location or ""
+    )
+    for resource, value in requirements.resources.items():
+        kind = resource.kind
+        if kind is resources.ResourceKind.CPU:
+            message.cpu = float(value)
+        elif kind is resources.ResourceKind.MEMORY:
+            message.memory_bytes = int(value)
+        elif kind is resources.ResourceKind.DISK:
+            message.ephemeral_storage_bytes = int(value)
+        elif resource is requirements.accelerator:
+            message.accelerator.type = resource.display_name
+            topology = requirements.topology
+            if topology is not None:
+                message.accelerator.count = topology.chip_count
+                message.accelerator.topology = str(topology)
+            else:
+                message.accelerator.count = int(value)
+        else:
+            message.other[resource.display_name] = float(value)
+    return message

@@ -1,0 +1,225 @@
+"""Packaging for the local launcher: executable specs become artifacts the daemon can run.
+
+- `xm.Binary`: the path, made absolute against the launch script's directory, checked to be an
+  executable file, and hashed so the daemon can refuse a binary changed since packaging.
+- `xm.BazelBinary`: all labels of one `package()` call are built by a single `bazel build`, and
+  their outputs are read from the Build Event Protocol (no guessing of bazel-bin paths).
+- `xm.Container`: an image tarball (made absolute and checked) or a reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from xmanager import xm
+
+
+class PackagingError(RuntimeError):
+    """An executable could not be packaged; the message says what to fix."""
+
+
+def launch_script_dir() -> Path:
+    """The directory relative paths in a launch script are resolved against."""
+    script = os.environ.get("XM_LAUNCH_SCRIPT") or (sys.argv[0] if sys.argv else "")
+    return Path(script).resolve().parent if script else Path.cwd()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _binary_artifact(path: Path, name: str, packageable: xm.Packageable) -> xm.BinaryArtifact:
+    if not path.is_file():
+        raise PackagingError(f"binary {path} does not exist or is not a file; build it first")
+    if not os.access(path, os.X_OK):
+        raise PackagingError(f"binary {path} is not executable; chmod +x it")
+    return xm.BinaryArtifact(
+        name=name,
+        path=str(path),
+        sha256=sha256_file(path),
+        args=packageable.args,
+        env_vars=dict(packageable.env_vars),
+    )
+
+
+def package(packageables: Sequence[xm.Packageable]) -> list[xm.Executable]:
+    """Packages each packageable; Bazel labels are built together in one invocation."""
+    labels = [
+        spec.label
+        for spec in (p.executable_spec for p in packageables)
+        if isinstance(spec, xm.BazelBinary | xm.BazelContainer)
+    ]
+    bazel_args = sorted(
+        {
+            arg
+            for p in packageables
+            if isinstance(p.executable_spec, xm.BazelBinary | xm.BazelContainer)
+            for arg in p.executable_spec.bazel_args
+        }
+    )
+    built = build_bazel_targets(labels, bazel_args) if labels else {}
+    return [_package_one(p, built) for p in packageables]
+
+
+def _package_one(packageable: xm.Packageable, built: dict[str, list[Path]]) -> xm.Executable:
+    spec = packageable.executable_spec
+    if isinstance(spec, xm.Binary):
+        path = Path(spec.path)
+        if not path.is_absolute():
+            path = launch_script_dir() / path
+        return _binary_artifact(path, spec.name, packageable)
+    if isinstance(spec, xm.BazelBinary):
+        outputs = built[spec.label]
+        return _binary_artifact(_pick_executable(spec.label, outputs), spec.name, packageable)
+    if isinstance(spec, xm.Container):
+        return _container_artifact(spec, packageable)
+    if isinstance(spec, xm.BazelContainer):
+        tarballs = [p for p in built[spec.label] if p.name.endswith(".tar")]
+        if not tarballs:
+            raise PackagingError(f"{spec.label} built no image tarball (*.tar)")
+        return xm.ImageArtifact(
+            name=spec.name,
+            image_path=str(tarballs[0]),
+            args=packageable.args,
+            env_vars=dict(packageable.env_vars),
+        )
+    raise PackagingError(
+        f"{type(spec).__name__} is not supported by the local launcher yet: build the image "
+        "with Bazel (xm.bazel_container) or use xm.Binary / xm.Container"
+    )
+
+
+def _container_artifact(spec: xm.Container, packageable: xm.Packageable) -> xm.ImageArtifact:
+    looks_like_file = spec.image_path.endswith((".tar", ".tar.gz", ".tgz")) or os.sep in (
+        spec.image_path.split(":")[0] if "@" not in spec.image_path else ""
+    )
+    if looks_like_file:
+        path = Path(spec.image_path)
+        if not path.is_absolute():
+            path = launch_script_dir() / path
+        if not path.is_file():
+            raise PackagingError(f"image tarball {path} does not exist; build it first")
+        return xm.ImageArtifact(
+            name=spec.name,
+            image_path=str(path),
+            args=packageable.args,
+            env_vars=dict(packageable.env_vars),
+        )
+    return xm.ImageArtifact(
+        name=spec.name,
+        image_ref=spec.image_path,
+        args=packageable.args,
+        env_vars=dict(packageable.env_vars),
+    )
+
+
+def _pick_executable(label: str, outputs: Sequence[Path]) -> Path:
+    """The target's executable among its outputs: the file named like the target."""
+    target = label.rsplit(":", 1)[-1] if ":" in label else label.rsplit("/", 1)[-1]
+    for path in outputs:
+        if path.name == target and os.access(path, os.X_OK):
+            return path
+    executables = [p for p in outputs if p.is_file() and os.access(p, os.X_OK)]
+    if len(executables) == 1:
+        return executables[0]
+    raise PackagingError(
+        f"cannot tell which output of {label} is its executable: {[str(p) for p in outputs]}"
+    )
+
+
+def workspace_dir() -> Path:
+    """The Bazel workspace to build in: `bazel run`'s, else the launch script's."""
+    configured = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
+    return Path(configured) if configured else launch_script_dir()
+
+
+def build_bazel_targets(
+    labels: Iterable[str], bazel_args: Sequence[str] = ()
+) -> dict[str, list[Path]]:
+    """Builds the labels with one `bazel build`; returns each label's output files."""
+    labels = list(dict.fromkeys(labels))
+    workspace = workspace_dir()
+    with tempfile.TemporaryDirectory(prefix="xm-bep-") as tmp:
+        bep = Path(tmp) / "bep.json"
+        command = [
+            "bazel",
+            "build",
+            f"--build_event_json_file={bep}",
+            "--build_event_json_file_path_conversion=true",
+            *bazel_args,
+            "--",
+            *labels,
+        ]
+        result = subprocess.run(
+            command, cwd=workspace, stderr=subprocess.PIPE, text=True, check=False
+        )
+        if result.returncode != 0:
+            tail = "\n".join(result.stderr.splitlines()[-15:])
+            raise PackagingError(f"`bazel build {' '.join(labels)}` failed in {workspace}:\n{tail}")
+        return outputs_from_bep(bep.read_text().splitlines(), labels)
+
+
+def outputs_from_bep(lines: Iterable[str], labels: Sequence[str]) -> dict[str, list[Path]]:
+    """Reads each target's default outputs from Build Event Protocol JSON lines."""
+    file_sets: dict[str, dict[str, list[str]]] = {}
+    completed: dict[str, list[str]] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        event_id = event.get("id", {})
+        if "namedSet" in event_id:
+            named = event.get("namedSetOfFiles", {})
+            file_sets[event_id["namedSet"]["id"]] = {
+                "files": [f.get("uri", "") for f in named.get("files", [])],
+                "sets": [s["id"] for s in named.get("fileSets", [])],
+            }
+        elif "targetCompleted" in event_id:
+            label = event_id["targetCompleted"]["label"]
+            sets = [
+                file_set["id"]
+                for group in event.get("completed", {}).get("outputGroup", [])
+                if group.get("name") == "default"
+                for file_set in group.get("fileSets", [])
+            ]
+            completed[label] = sets
+
+    def expand(set_id: str, seen: set[str]) -> list[str]:
+        if set_id in seen or set_id not in file_sets:
+            return []
+        seen.add(set_id)
+        uris = list(file_sets[set_id]["files"])
+        for child in file_sets[set_id]["sets"]:
+            uris.extend(expand(child, seen))
+        return uris
+
+    result: dict[str, list[Path]] = {}
+    for label in labels:
+        match = _match_label(label, completed)
+        if match is None:
+            raise PackagingError(f"Bazel reported no outputs for {label}")
+        seen: set[str] = set()
+        uris = [uri for set_id in completed[match] for uri in expand(set_id, seen)]
+        result[label] = [
+            Path(uri.removeprefix("file://")) for uri in uris if uri.startswith("file://")
+        ]
+    return result
+
+
+def _match_label(label: str, completed: dict[str, list[str]]) -> str | None:
+    """BEP spells labels canonically (`//pkg:name`, sometimes `@@//pkg:name`)."""
+    candidates = {label, f"@@{label}", f"@{label}"}
+    if ":" not in label:
+        candidates |= {f"{c}:{label.rsplit('/', 1)[-1]}" for c in list(candidates)}
+    return next((c for c in completed if c in candidates), None)
