@@ -195,6 +195,14 @@ class Daemon:
     def request_stop(self) -> None:
         self._stopped.set()
 
+    def abandon_start(self) -> None:
+        """After a failed start: leaves no pid file or lock claiming a daemon runs."""
+        if self._lock is None:
+            return  # another daemon holds the directory: its files are not ours to remove
+        self.config.state_dir.pid.unlink(missing_ok=True)
+        self._lock.close()
+        self._lock = None
+
     def stop(self) -> None:
         """Stops serving; jobs keep running and are re-attached by the next daemon."""
         self.hub.close()
@@ -243,6 +251,7 @@ def serve(config: DaemonConfig) -> int:
         daemon.start()
     except Exception as error:  # a clear one-line reason, the traceback in the log
         _log.debug("start failed", exc_info=True)
+        daemon.abandon_start()
         print(f"xmanager daemon: cannot start: {error}", file=sys.stderr)
         return 1
     daemon.wait()

@@ -247,8 +247,8 @@ class Store:
                 select(WorkUnitRow.state, func.count())
                 .where(WorkUnitRow.experiment_id == row.id)
                 .group_by(WorkUnitRow.state)
-            ).tuples()
-            counts = dict(list(rows))  # a Result has keys(): dict() would take it for a mapping
+            )
+            counts = dict(rows.all())  # a Result has keys(): dict() would take it for a mapping
         return pb.Experiment(
             id=row.id,
             title=row.title,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -10,13 +11,21 @@ import pytest
 from tests.support.daemon import DaemonHandle, kill_job_processes
 
 
-@pytest.fixture
-def state_dir() -> Iterator[Path]:
+@contextlib.contextmanager
+def _state_dir() -> Iterator[Path]:
     # Short: a Unix socket path must fit in 108 bytes, pytest's tmp_path may not.
     path = Path(tempfile.mkdtemp(prefix="xm-", dir="/tmp"))
-    yield path
-    kill_job_processes(path)
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        kill_job_processes(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    with _state_dir() as path:
+        yield path
 
 
 @pytest.fixture
@@ -25,3 +34,13 @@ def daemon(state_dir: Path) -> Iterator[DaemonHandle]:
     handle.start()
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon() -> Iterator[DaemonHandle]:
+    """One daemon for a whole module, for tests that only read or are refused."""
+    with _state_dir() as path:
+        handle = DaemonHandle(path, ["--grace_period_seconds=2"])
+        handle.start()
+        yield handle
+        handle.stop()

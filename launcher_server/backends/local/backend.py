@@ -219,8 +219,7 @@ class LocalProcessBackend(Backend):
                 os.kill(started.supervisor_pid, signal.SIGTERM)
         else:
             # No supervisor left to do it (it should not happen): stop the group directly.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(started.pid, signal.SIGKILL)
+            records.kill_orphaned_job(started)
 
     def reattach(self, key: JobKey, handle: str, job_dir: Path) -> JobObservation:
         job_dir = Path(handle) if handle else job_dir
@@ -254,6 +253,13 @@ class LocalProcessBackend(Backend):
 
     def close(self) -> None:
         self._closed.set()
+        # Closing a socket does not wake a thread blocked in recv() on it: a datagram does.
+        with (
+            contextlib.suppress(OSError),
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as waker,
+        ):
+            waker.sendto(b"{}", str(self._notify_path))
+        self._threads[0].join(timeout=2)
         self._socket.close()
         with self._lock:
             spawner, self._spawner = self._spawner, None
@@ -286,13 +292,14 @@ def final_observation(
 
 
 def lost(key: JobKey, started: records.Started) -> JobObservation:
+    records.kill_orphaned_job(started)
     return JobObservation(
         key,
         pb.JOB_STATE_LOST,
         native_state="vanished",
         reason=(
             "the job's supervisor vanished without recording an exit (machine restart or "
-            "kill -9 of the supervisor)"
+            "kill -9 of the supervisor); whatever the job left running was stopped"
         ),
         start_time=records.parse_time(started.start_time),
     )

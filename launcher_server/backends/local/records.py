@@ -16,6 +16,7 @@ about a local job: the store is brought in line with them after a daemon restart
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -40,6 +41,8 @@ class Started:
     supervisor_ticks: int
     pid: int
     start_time: str
+    # The job's own start ticks, to tell its process group from a later one reusing the pid.
+    job_ticks: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,3 +127,13 @@ def process_ticks(pid: int) -> int | None:
 
 def supervisor_alive(started: Started) -> bool:
     return process_ticks(started.supervisor_pid) == started.supervisor_ticks
+
+
+def kill_orphaned_job(started: Started) -> None:
+    """SIGKILLs the process group of a job whose supervisor vanished, so nothing is orphaned.
+
+    Only if the group leader is still the job's process (same pid and start ticks).
+    """
+    if started.job_ticks and process_ticks(started.pid) == started.job_ticks:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(started.pid, signal.SIGKILL)

@@ -140,6 +140,7 @@ class _Supervisor:
                     supervisor_ticks=records.process_ticks(os.getpid()) or 0,
                     pid=pid,
                     start_time=records.now(),
+                    job_ticks=records.process_ticks(pid) or 0,
                 )
             ),
         )

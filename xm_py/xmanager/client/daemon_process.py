@@ -59,6 +59,7 @@ def start_detached(state: StateDir, flags: Sequence[str] = (), *, timeout: float
     """
     state.create()
     log = state.log.open("ab")
+    log_start = log.tell()  # this start's own lines begin here
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     process = subprocess.Popen(
@@ -76,9 +77,7 @@ def start_detached(state: StateDir, flags: Sequence[str] = (), *, timeout: float
     while time.monotonic() < deadline:
         code = process.poll()
         if code is not None:
-            raise DaemonStartError(
-                f"the launcher daemon exited with code {code} while starting:\n{_log_tail(state)}"
-            )
+            raise DaemonStartError(f"the launcher daemon {_start_failure(state, code, log_start)}")
         if _socket_ready(state) and read_pid(state) == process.pid:
             return process.pid
         time.sleep(0.02)
@@ -97,6 +96,21 @@ def _socket_ready(state: StateDir) -> bool:
         except OSError:
             return False
     return True
+
+
+def _start_failure(state: StateDir, code: int, log_start: int) -> str:
+    """Why a daemon exited while starting: its own one-line reason when it gave one."""
+    try:
+        with state.log.open("rb") as f:
+            f.seek(log_start)
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        lines = []
+    marker = "cannot start: "
+    reasons = [line.split(marker, 1)[1] for line in lines if marker in line]
+    if reasons:
+        return f"cannot start: {reasons[-1]} (log: {state.log})"
+    return f"exited with code {code} while starting:\n{_log_tail(state)}"
 
 
 def _log_tail(state: StateDir, lines: int = 20) -> str:
