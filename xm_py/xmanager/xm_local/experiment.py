@@ -197,7 +197,7 @@ class LocalExperiment(xm.Experiment):
             unit.identity,
             unit.work_unit_id,
         )
-        local.launched = True
+        local._launch_started = local.launched = True
         self._units[unit.work_unit_id] = local
         self._next_work_unit_id = max(self._next_work_unit_id, unit.work_unit_id + 1)
 
@@ -205,34 +205,57 @@ class LocalExperiment(xm.Experiment):
 class _DaemonUnit:
     """What work units and auxiliary units share: launching once, waiting, stopping."""
 
+    # Whether the daemon has recorded the unit (only then is there something to wait for).
     launched: bool
 
     def _init_daemon_unit(self, experiment: LocalExperiment, work_unit_id: int) -> None:
         self._local_experiment = experiment
         self._daemon_id = work_unit_id
+        self._launch_started = False
+        self._launch_done = asyncio.Event()
+        self._launch_error: BaseException | None = None
         self.launched = False
 
     async def _launch(self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str) -> None:
-        if self.launched:
+        if self._launch_started:
             raise RuntimeError(
                 f"work unit {self._local_experiment.experiment_id}/{self._daemon_id} was already "
                 "launched; its jobs start together, so add them as one xm.JobGroup"
             )
-        self.launched = True
-        jobs = xm.flatten_jobs(job_group)
-        request = pb.AddWorkUnitRequest(
-            experiment_id=self._local_experiment.experiment_id,
-            work_unit_id=self._daemon_id,
-            jobs=[job_to_proto(job, name) for name, job in jobs.items()],
-            args_json=json.dumps(dict(args), default=str, sort_keys=True),
-            identity=identity,
-            request_id=uuid.uuid4().hex,
-        )
-        experiment = self._local_experiment
-        unit = await asyncio.wrap_future(experiment.submitter.submit(request))
-        experiment.watcher.observe(unit)
+        self._launch_started = True
+        try:
+            jobs = xm.flatten_jobs(job_group)
+            request = pb.AddWorkUnitRequest(
+                experiment_id=self._local_experiment.experiment_id,
+                work_unit_id=self._daemon_id,
+                jobs=[job_to_proto(job, name) for name, job in jobs.items()],
+                args_json=json.dumps(dict(args), default=str, sort_keys=True),
+                identity=identity,
+                request_id=uuid.uuid4().hex,
+            )
+            experiment = self._local_experiment
+            unit = await asyncio.wrap_future(experiment.submitter.submit(request))
+            self.launched = True
+            experiment.watcher.observe(unit)
+        except BaseException as error:
+            self._launch_error = error
+            raise
+        finally:
+            self._launch_done.set()
 
     async def _wait_final(self) -> xm.ExperimentUnitStatus:
+        if not self.launched:
+            if not self._launch_started:
+                raise xm.ExperimentUnitNotCompletedError(
+                    None, message=f"work unit {self._daemon_id} has no jobs: nothing was added"
+                )
+            await self._launch_done.wait()
+            if self._launch_error is not None:
+                raise xm.ExperimentUnitFailedError(
+                    None,
+                    message=f"work unit {self._daemon_id} could not be launched: "
+                    f"{self._launch_error}",
+                )
         unit = await asyncio.wrap_future(self._local_experiment.watcher.wait_final(self._daemon_id))
         return _status(unit)
 
