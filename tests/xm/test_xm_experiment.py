@@ -122,7 +122,7 @@ def test_errors_in_jobs_or_args_raise_at_the_add_call() -> None:
         with pytest.raises(ValueError, match=r"valid job names: \['learner'\]"):
             experiment.add(group, args={"lrn": {"args": {}}})
         with pytest.raises(TypeError, match="job generators must be `async def` functions"):
-            experiment.add(lambda work_unit: None)  # type: ignore[arg-type]
+            experiment.add(lambda work_unit: None)  # type: ignore[arg-type,return-value]
         with pytest.raises(TypeError, match="list"):
             experiment.add(job, args="--lr=1")
         with pytest.raises(TypeError, match=r"'opt'.*dict"):

@@ -17,7 +17,7 @@ import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 from xmanager.xm import job_operators
 from xmanager.xm.args import UserArgs
@@ -469,6 +469,36 @@ class Experiment(abc.ABC):
         """Title, tags and notes: `experiment.context.annotations.add_tags('sweep')`."""
         return self._context
 
+    @overload
+    def add(
+        self,
+        job: AuxiliaryUnitJob,
+        args: UserArgs | None = None,
+        *,
+        role: None = None,
+        identity: str = "",
+    ) -> ExperimentFuture[AuxiliaryUnit]: ...
+
+    @overload
+    def add(
+        self,
+        job: JobType,
+        args: UserArgs | None = None,
+        *,
+        role: WorkUnitRole | None = None,
+        identity: str = "",
+    ) -> ExperimentFuture[WorkUnit]: ...
+
+    @overload
+    def add(
+        self,
+        job: JobType,
+        args: UserArgs | None = None,
+        *,
+        role: AuxiliaryUnitRole,
+        identity: str = "",
+    ) -> ExperimentFuture[AuxiliaryUnit]: ...
+
     def add(
         self,
         job: JobType | AuxiliaryUnitJob,
@@ -476,7 +506,7 @@ class Experiment(abc.ABC):
         *,
         role: ExperimentUnitRole | None = None,
         identity: str = "",
-    ) -> ExperimentFuture[ExperimentUnit]:
+    ) -> ExperimentFuture[Any]:
         """Adds a unit running `job`; resolves to the unit once its jobs are launched.
 
         Args:
