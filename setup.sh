@@ -163,7 +163,7 @@ find_pg_bin() {
 }
 
 ensure_test_services() {
-  step "Test services (PostgreSQL server, OCI registry)"
+  step "Test services (PostgreSQL server, OCI registry, static busybox for test images, skopeo)"
   if ! find_pg_bin >/dev/null; then
     apt_install postgresql
   fi
@@ -172,6 +172,16 @@ ensure_test_services() {
     apt_install docker-registry
   fi
   info "OCI registry: $(command -v docker-registry)"
+  # The container tests build their tiny images from it (no registry to pull from).
+  if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
+    apt_install busybox-static
+  fi
+  info "busybox-static: /bin/busybox"
+  # The image tests check that skopeo accepts image tarballs as OCI archives (no network used).
+  if ! command -v skopeo >/dev/null; then
+    apt_install skopeo
+  fi
+  info "skopeo: $(command -v skopeo)"
 }
 
 ensure_docker() {
@@ -243,9 +253,10 @@ run_main() {
 lock() {
   step "Lock: requirements.in -> requirements.lock"
   "$VENV/bin/python" -m pip install -q uv
-  "$VENV/bin/python" -m uv pip compile --quiet --python-version 3.11 \
+  # Relative paths: uv records its command line in the lock's header.
+  (cd "$ROOT" && "$VENV/bin/python" -m uv pip compile --quiet --python-version 3.11 \
     --python-platform x86_64-manylinux_2_28 --generate-hashes --no-emit-index-url \
-    --no-emit-find-links -o "$ROOT/requirements.lock" "$ROOT/requirements.in"
+    --no-emit-find-links -o requirements.lock requirements.in)
 }
 
 main() {
@@ -268,6 +279,7 @@ main() {
     setup)
       ensure_python
       ensure_bazel
+      ensure_docker
       ;;
     lock)
       ensure_python

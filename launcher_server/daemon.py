@@ -26,6 +26,8 @@ import xmanager
 from launcher_server import auth
 from launcher_server.backends.base import Backend
 from launcher_server.backends.local.backend import LocalProcessBackend
+from launcher_server.backends.local.container import LocalContainerBackend
+from launcher_server.backends.local.container_config import instance_id
 from launcher_server.backends.unavailable import UnavailableBackend
 from launcher_server.event_hub import EventHub
 from launcher_server.scheduler import Scheduler
@@ -52,6 +54,8 @@ class DaemonConfig:
     grace_period: datetime.timedelta = datetime.timedelta(seconds=10)
     log_cap_bytes: int = 64 * 1024 * 1024
     rpc_threads: int = 32
+    # Docker Engine's address; empty means $DOCKER_HOST, else unix:///var/run/docker.sock.
+    docker_host: str = ""
 
     @property
     def store_url(self) -> str:
@@ -131,10 +135,12 @@ class Daemon:
                 log_cap_bytes=config.log_cap_bytes,
                 notify_socket=state.notify_socket,
             ),
-            "local_container": UnavailableBackend(
-                "local_container",
-                "containers on the local executor are not available in this version of the "
-                "launcher; package the job as a binary",
+            "local_container": LocalContainerBackend(
+                state.jobs,
+                self.scheduler.report,
+                instance=instance_id(state.root),
+                docker_host=config.docker_host,
+                log_cap_bytes=config.log_cap_bytes,
             ),
             "vertex": UnavailableBackend(
                 "vertex", "the Vertex AI backend is not available in this version of the launcher"
@@ -228,6 +234,9 @@ flags.DEFINE_bool("allow_remote", False, "Allow --listen on a non-loopback addre
 flags.DEFINE_integer("max_running_jobs", 0, "Local jobs running at once (0: 8 per core).")
 flags.DEFINE_float("grace_period_seconds", 10.0, "Default SIGTERM-to-SIGKILL delay on cancel.")
 flags.DEFINE_integer("log_cap_mb", 64, "Per-job log size cap in MiB.")
+flags.DEFINE_string(
+    "docker_host", "", "Docker Engine for container jobs (default $DOCKER_HOST or its socket)."
+)
 
 
 def config_from_flags() -> DaemonConfig:
@@ -239,6 +248,7 @@ def config_from_flags() -> DaemonConfig:
         max_running_jobs=FLAGS.max_running_jobs,
         grace_period=datetime.timedelta(seconds=FLAGS.grace_period_seconds),
         log_cap_bytes=FLAGS.log_cap_mb * 1024 * 1024,
+        docker_host=FLAGS.docker_host,
     )
 
 

@@ -22,9 +22,10 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from launcher_server.backends.local import records
+from launcher_server.backends.local.logfiles import JobLogs
 
 _READ_SIZE = 1 << 16
 # After the job's main process ends, how long to wait for descendants to release its pipes.
@@ -45,41 +46,6 @@ class Request:
     @classmethod
     def from_json(cls, data: bytes) -> Request:
         return cls(**json.loads(data))
-
-
-class _Logs:
-    """stdout.log, stderr.log and the interleaved output.log, each capped at `cap` bytes."""
-
-    def __init__(self, job_dir: Path, cap: int) -> None:
-        self._job_dir = job_dir
-        self._cap = cap
-        self._files: dict[str, IO[bytes]] = {
-            name: open(job_dir / filename, "ab", buffering=0)  # noqa: SIM115
-            for name, filename in records.LOGS.items()
-        }
-        self._sizes = dict.fromkeys(self._files, 0)
-        self._truncated = False
-
-    def write(self, stream: str, data: bytes) -> None:
-        for name in (stream, "output"):
-            room = self._cap - self._sizes[name]
-            if room <= 0:
-                self._mark_truncated()
-                continue
-            chunk = data[:room]
-            self._files[name].write(chunk)
-            self._sizes[name] += len(chunk)
-            if len(chunk) < len(data):
-                self._mark_truncated()
-
-    def _mark_truncated(self) -> None:
-        if not self._truncated:
-            self._truncated = True
-            (self._job_dir / records.TRUNCATED).touch()
-
-    def close(self) -> None:
-        for f in self._files.values():
-            f.close()
 
 
 class _Supervisor:
@@ -103,7 +69,7 @@ class _Supervisor:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        logs = _Logs(self.job_dir, request.log_cap)
+        logs = JobLogs(self.job_dir, request.log_cap)
         workdir = self.job_dir / records.WORKDIR
         workdir.mkdir(exist_ok=True)
         os.chdir(workdir)
@@ -159,7 +125,7 @@ class _Supervisor:
         )
         self._finish(exited)
 
-    def _pump(self, pid: int, pipes: dict[int, str], wakeup: int, logs: _Logs) -> int:
+    def _pump(self, pid: int, pipes: dict[int, str], wakeup: int, logs: JobLogs) -> int:
         """Copies output until the job ends (and its pipes drain); returns its wait status."""
         selector = selectors.DefaultSelector()
         for fd in pipes:

@@ -4,7 +4,9 @@
   executable file, and hashed so the daemon can refuse a binary changed since packaging.
 - `xm.BazelBinary`: all labels of one `package()` call are built by a single `bazel build`, and
   their outputs are read from the Build Event Protocol (no guessing of bazel-bin paths).
-- `xm.Container`: an image tarball (made absolute and checked) or a reference.
+- `xm.Container`: an image tarball (made absolute, checked, and its image digest read so that the
+  daemon refuses a tarball changed since packaging) or a reference to an image already in the
+  daemon's container engine (checked by the daemon: images are never pulled).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -91,6 +95,7 @@ def _package_one(packageable: xm.Packageable, built: dict[str, list[Path]]) -> x
         return xm.ImageArtifact(
             name=spec.name,
             image_path=str(tarballs[0]),
+            digest=image_tarball_digest(tarballs[0]),
             args=packageable.args,
             env_vars=dict(packageable.env_vars),
         )
@@ -100,28 +105,82 @@ def _package_one(packageable: xm.Packageable, built: dict[str, list[Path]]) -> x
     )
 
 
+_TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+# Docker's reference grammar, loosely: [registry[:port]/]path[:tag][@digest], lowercase path.
+_REFERENCE = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+
+
 def _container_artifact(spec: xm.Container, packageable: xm.Packageable) -> xm.ImageArtifact:
-    looks_like_file = spec.image_path.endswith((".tar", ".tar.gz", ".tgz")) or os.sep in (
-        spec.image_path.split(":")[0] if "@" not in spec.image_path else ""
+    """An image tarball when image_path names a file (or looks like one), else a reference."""
+    image_path = spec.image_path
+    path = Path(image_path).expanduser()
+    if not path.is_absolute():
+        path = launch_script_dir() / path
+    looks_like_file = image_path.endswith(_TARBALL_SUFFIXES) or image_path.startswith(
+        ("/", "./", "../", "~")
     )
-    if looks_like_file:
-        path = Path(spec.image_path)
-        if not path.is_absolute():
-            path = launch_script_dir() / path
+    if path.is_file() or looks_like_file:
         if not path.is_file():
             raise PackagingError(f"image tarball {path} does not exist; build it first")
         return xm.ImageArtifact(
             name=spec.name,
             image_path=str(path),
+            digest=image_tarball_digest(path),
             args=packageable.args,
             env_vars=dict(packageable.env_vars),
         )
+    if _REFERENCE.fullmatch(image_path) is None:
+        raise PackagingError(
+            f"xm.Container(image_path={image_path!r}) is neither an existing image tarball nor an "
+            "image reference like 'name:tag' or 'registry/repository@sha256:...'"
+        )
     return xm.ImageArtifact(
         name=spec.name,
-        image_ref=spec.image_path,
+        image_ref=image_path,
         args=packageable.args,
         env_vars=dict(packageable.env_vars),
     )
+
+
+def image_tarball_digest(path: Path) -> str:
+    """The image's digest from its tarball's small members, so the daemon can check it.
+
+    The digest an OCI layout's index.json lists; for a `docker save` tarball without one, the
+    config digest (Docker's image ID) named by manifest.json.
+    """
+    try:
+        with tarfile.open(path) as tar:
+            names = set(tar.getnames())
+            if "index.json" in names:
+                manifests = json.loads(_tar_member(tar, "index.json"))["manifests"]
+                # Several: one per platform, which the daemon chooses from (unchecked).
+                return str(manifests[0]["digest"]) if len(manifests) == 1 else ""
+            if "manifest.json" in names:
+                entries = json.loads(_tar_member(tar, "manifest.json"))
+                if not isinstance(entries, list) or len(entries) != 1:
+                    raise PackagingError(
+                        f"image tarball {path} holds several images (or none) in its "
+                        "manifest.json; a job's tarball must hold exactly one"
+                    )
+                config = _tar_member(tar, str(entries[0]["Config"]))
+                return "sha256:" + hashlib.sha256(config).hexdigest()
+    except (tarfile.TarError, OSError, ValueError, KeyError, TypeError) as error:
+        raise PackagingError(f"{path} is not a readable image tarball: {error}") from None
+    raise PackagingError(
+        f"{path} is not an image tarball: it has neither index.json (OCI image layout) nor "
+        "manifest.json (docker save)"
+    )
+
+
+def _tar_member(tar: tarfile.TarFile, name: str) -> bytes:
+    member = tar.extractfile(name)
+    if member is None:
+        raise PackagingError(f"{name} in image tarball {tar.name!r} is not a file")
+    with member:
+        return member.read()
 
 
 def _pick_executable(label: str, outputs: Sequence[Path]) -> Path:
