@@ -121,10 +121,10 @@ class Daemon:
         state.pid.write_text(f"{os.getpid()}\n")
         self.store = Store.open(config.store_url)
         self.hub = EventHub(self.store.last_event_sequence())
+        self.store.set_publisher(self.hub.publish)
         self.scheduler = Scheduler(
             self.store,
             state,
-            self.hub,
             max_running_jobs=config.running_job_limit,
             grace_period=config.grace_period,
         )

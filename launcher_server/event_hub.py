@@ -1,18 +1,29 @@
-"""Wakes watchers when new events are in the store.
+"""Recent work unit updates in memory, and the wakeups of those watching them.
 
-Events themselves are read from the store (the source of truth, which makes watches resumable
-across daemon restarts); the hub only carries the newest sequence number and a condition variable.
+Every committed change to a work unit or job is published here by the store, in commit order,
+as a `WatchUpdate` (the event and the unit's status after it). Watchers read recent updates from
+memory instead of querying the store for each event; the store stays the source of truth for
+anything older than what the hub keeps (a watch resumed long after, or from before the daemon
+started).
 """
 
 from __future__ import annotations
 
+import collections
 import threading
+from collections.abc import Sequence
+
+from launcher_server.store.batch import WatchUpdate
 
 
 class EventHub:
-    def __init__(self, last_sequence: int = 0) -> None:
+    def __init__(self, last_sequence: int = 0, capacity: int = 20_000) -> None:
         self._condition = threading.Condition()
         self._last_sequence = last_sequence
+        self._recent: collections.deque[WatchUpdate] = collections.deque()
+        self._capacity = capacity
+        # Every update with a sequence number above this one is in `_recent`.
+        self._floor = last_sequence
         self._closed = False
 
     @property
@@ -20,12 +31,42 @@ class EventHub:
         with self._condition:
             return self._last_sequence
 
-    def publish(self, sequence: int) -> None:
-        """Announces that events up to `sequence` are committed."""
+    def publish(self, updates: Sequence[WatchUpdate], last_sequence: int = 0) -> None:
+        """Adds committed updates (in sequence order) and wakes the watchers.
+
+        `last_sequence` announces events that carry no unit update (e.g. an experiment's).
+        """
         with self._condition:
-            if sequence > self._last_sequence:
-                self._last_sequence = sequence
+            for update in updates:
+                self._recent.append(update)
+            while len(self._recent) > self._capacity:
+                self._floor = self._recent.popleft().event.sequence
+            newest = max([last_sequence, *(u.event.sequence for u in updates)])
+            if newest > self._last_sequence:
+                self._last_sequence = newest
                 self._condition.notify_all()
+
+    def updates_after(
+        self, sequence: int, experiment_id: int = 0, limit: int = 5000
+    ) -> tuple[list[WatchUpdate], int] | None:
+        """(updates after `sequence`, oldest first, of one experiment or all for 0; the
+        sequence number they bring a watcher up to), or None when they are no longer all in
+        memory (read the store instead)."""
+        with self._condition:
+            if sequence < self._floor:
+                return None
+            found: list[WatchUpdate] = []
+            # From the newest back to the first update already seen.
+            for update in reversed(self._recent):
+                if update.event.sequence <= sequence:
+                    break
+                if not experiment_id or update.event.experiment_id == experiment_id:
+                    found.append(update)
+            found.reverse()
+            if len(found) > limit:
+                found = found[:limit]
+                return found, found[-1].event.sequence
+            return found, self._last_sequence
 
     def wait_beyond(self, sequence: int, timeout: float) -> bool:
         """Waits until an event after `sequence` exists; False on timeout or shutdown."""

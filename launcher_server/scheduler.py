@@ -32,7 +32,6 @@ from launcher_server.backends.base import (
     LaunchSpec,
 )
 from launcher_server.errors import FailedPreconditionError
-from launcher_server.event_hub import EventHub
 from launcher_server.store.store import Store
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
@@ -81,14 +80,12 @@ class Scheduler:
         self,
         store: Store,
         state_dir: StateDir,
-        hub: EventHub,
         *,
         max_running_jobs: int,
         grace_period: datetime.timedelta,
     ) -> None:
         self._store = store
         self._state_dir = state_dir
-        self._hub = hub
         self._max_running = max(1, max_running_jobs)
         self._grace_period = grace_period
         self._backends: dict[str, Backend] = {}
@@ -351,12 +348,11 @@ class Scheduler:
         with self._lock:
             handles = self._pending_handles
             self._pending_handles = {}
-        results = self._store.apply_observations(batch, handles)
-        last = 0
+        updates = self._store.apply_observations(batch, handles)
         failed: list[tuple[UnitKey, str, str]] = []
         freed = 0
-        for event, _ in results:
-            last = max(last, event.sequence)
+        for update in updates:
+            event = update.event
             if event.subject != pb.EVENT_SUBJECT_JOB:
                 continue
             unit_key = (event.experiment_id, event.work_unit_id)
@@ -375,8 +371,6 @@ class Scheduler:
             with self._lock:
                 self._running -= freed
                 self._lock.notify_all()
-        if last:
-            self._hub.publish(last)
         for unit_key, job_name, message in failed:
             self._stop_peers(unit_key, job_name, message)
 

@@ -25,6 +25,8 @@ from launcher_server.backends.base import JobKey
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
 from launcher_server.event_hub import EventHub
 from launcher_server.scheduler import FINAL_STATES, Scheduler
+from launcher_server.store import conversions
+from launcher_server.store.batch import WatchUpdate
 from launcher_server.store.store import Store
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
@@ -191,12 +193,10 @@ class LauncherService(pb_grpc.LauncherServicer):
                 valid.append(i)
             except LauncherError as error:
                 _set_error(results[i], error)
-        outcomes = self._store.add_work_units([batch[i] for i in valid])
+        outcomes, _ = self._store.add_work_units([batch[i] for i in valid])
         for i, outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, LauncherError):
                 _set_error(results[i], outcome)
-            elif isinstance(outcome, Exception):
-                raise outcome
             else:
                 unit, created = outcome
                 if created:
@@ -247,19 +247,45 @@ class LauncherService(pb_grpc.LauncherServicer):
             raise InvalidArgumentError("until_all_final", "needs an experiment_id")
         sequence = request.after_sequence
         if sequence == 0:
-            sequence = self._store.last_event_sequence()
+            # Updates after this point come from the hub; the snapshot may repeat some of them,
+            # which is harmless (an update is the unit's whole status).
+            sequence = self._hub.last_sequence
             yield from self._snapshot(request.experiment_id)
         while context.is_active():
             if request.until_all_final and self._all_final(request.experiment_id):
                 return
-            events = self._store.events_after(sequence, request.experiment_id)
-            if not events:
+            updates, up_to = self._updates_after(sequence, request.experiment_id)
+            if up_to == sequence:
                 if self._hub.closed:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is stopping; resume")
                 self._hub.wait_beyond(sequence, _WATCH_POLL_SECONDS)
                 continue
-            sequence = events[-1].sequence
-            yield from self._updates(events)
+            sequence = up_to
+            # One response per unit: its newest status, with the event that led to it.
+            newest = {(u.event.experiment_id, u.event.work_unit_id): u for u in updates}
+            for update in sorted(newest.values(), key=lambda u: u.event.sequence):
+                yield pb.WatchWorkUnitsResponse(event=update.event, work_unit=update.work_unit)
+
+    def _updates_after(self, sequence: int, experiment_id: int) -> tuple[list[WatchUpdate], int]:
+        """Updates after `sequence` and how far they go: recent ones from memory, older ones
+        rebuilt from the store's event log."""
+        recent = self._hub.updates_after(sequence, experiment_id)
+        if recent is not None:
+            return recent
+        events = self._store.events_after(sequence, experiment_id)
+        if not events:
+            return [], sequence
+        unit_events = [
+            e for e in events if e.subject in (pb.EVENT_SUBJECT_WORK_UNIT, pb.EVENT_SUBJECT_JOB)
+        ]
+        statuses = self._store.unit_statuses(
+            [(e.experiment_id, e.work_unit_id) for e in unit_events]
+        )
+        updates = [
+            WatchUpdate(event, statuses[(event.experiment_id, event.work_unit_id)])
+            for event in unit_events
+        ]
+        return updates, events[-1].sequence
 
     def _snapshot(self, experiment_id: int) -> Iterator[pb.WatchWorkUnitsResponse]:
         experiments = (
@@ -272,22 +298,10 @@ class LauncherService(pb_grpc.LauncherServicer):
                     pb.ListWorkUnitsRequest(experiment_id=exp_id, page_size=1000, page_token=token)
                 )
                 for unit in page.work_units:
-                    yield pb.WatchWorkUnitsResponse(work_unit=self._with_log_locations(unit))
+                    yield pb.WatchWorkUnitsResponse(work_unit=conversions.status_only(unit))
                 token = page.next_page_token
                 if not token:
                     break
-
-    def _updates(self, events: list[pb.Event]) -> Iterator[pb.WatchWorkUnitsResponse]:
-        """One update per work unit touched by the events, carrying the newest event."""
-        newest: dict[tuple[int, int], pb.Event] = {}
-        for event in events:
-            if event.subject in (pb.EVENT_SUBJECT_WORK_UNIT, pb.EVENT_SUBJECT_JOB):
-                newest[(event.experiment_id, event.work_unit_id)] = event
-        for (exp_id, wu_id), event in sorted(newest.items(), key=lambda kv: kv[1].sequence):
-            yield pb.WatchWorkUnitsResponse(
-                event=event,
-                work_unit=self._with_log_locations(self._store.get_work_unit(exp_id, wu_id)),
-            )
 
     def _all_final(self, experiment_id: int) -> bool:
         experiment = self._store.get_experiment(experiment_id)
@@ -334,7 +348,7 @@ class LauncherService(pb_grpc.LauncherServicer):
             return
 
         def is_final() -> bool:
-            return self._store.get_job(key).status.state in FINAL_STATES or self._hub.closed
+            return self._store.job_state(key) in FINAL_STATES or self._hub.closed
 
         for start, data in logs.follow_log(job_dir, request.stream, request.offset, is_final):
             if not context.is_active():

@@ -8,25 +8,23 @@ locks. Reads never wait for writes (SQLite in WAL mode, PostgreSQL's MVCC).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import datetime
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import timestamp_pb2
-from sqlalchemy import Engine, create_engine, event, func, select, tuple_
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from launcher_server import aggregation
 from launcher_server.backends.base import JobKey, JobObservation
-from launcher_server.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from launcher_server.store import migrate
+from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
+from launcher_server.store import adding, conversions, migrate, observing
+from launcher_server.store.batch import WatchUpdate
 from launcher_server.store.models import EventRow, ExperimentRow, JobRow, WorkUnitRow
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
@@ -36,40 +34,7 @@ FINAL_STATES = aggregation.FINAL_STATES
 _DEFAULT_EXPERIMENT_PAGE = 50
 _DEFAULT_WORK_UNIT_PAGE = 100
 
-
-def _utc(value: datetime.datetime | None) -> datetime.datetime | None:
-    """SQLite returns naive datetimes: they are UTC, as everything the store writes."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=datetime.UTC)
-    return value
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    value = _utc(value)
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def _page_token(value: int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode()
-
-
-def _parse_page_token(token: str) -> int | None:
-    if not token:
-        return None
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgumentError(
-            "page_token", "is not a token this daemon issued; start from an empty token"
-        ) from None
+AddOutcome = adding.Outcome
 
 
 class Store:
@@ -77,7 +42,10 @@ class Store:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._url = url_for_messages
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # The daemon's writes are serialized in-process: SQLite allows one writer anyway, and on
+        # every database it makes commit order equal event order, so watchers never miss one.
+        self._write_lock = threading.Lock()
+        self._publish: Callable[[Sequence[WatchUpdate]], None] = lambda updates: None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -101,11 +69,24 @@ class Store:
     def dialect(self) -> str:
         return str(self._engine.dialect.name)
 
+    def set_publisher(self, publish: Callable[[Sequence[WatchUpdate]], None]) -> None:
+        """Receives every committed batch of work unit updates, in commit order."""
+        self._publish = publish
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[Session]:
-        lock = self._write_lock or contextlib.nullcontext()
-        with lock, self._sessions() as session, session.begin():
+        with self._write_lock, self._sessions() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def _write_publishing(self) -> Iterator[tuple[Session, list[WatchUpdate]]]:
+        """A write transaction whose updates are published after the commit, in order."""
+        updates: list[WatchUpdate] = []
+        with self._write_lock:
+            with self._sessions() as session, session.begin():
+                yield session, updates
+            if updates:
+                self._publish(updates)
 
     def _read(self) -> Session:
         return self._sessions()
@@ -120,7 +101,7 @@ class Store:
                 )
                 if existing is not None:
                     return self._experiment_message(session, existing)
-            now = _now()
+            now = conversions.now()
             row = ExperimentRow(
                 title=experiment.title,
                 tags=list(dict.fromkeys(experiment.tags)),
@@ -157,7 +138,7 @@ class Store:
 
     def list_experiments(self, request: pb.ListExperimentsRequest) -> pb.ListExperimentsResponse:
         size = request.page_size or _DEFAULT_EXPERIMENT_PAGE
-        after = _parse_page_token(request.page_token)
+        after = conversions.parse_page_token(request.page_token)
         query = select(ExperimentRow).order_by(ExperimentRow.id.desc())
         if after is not None:
             query = query.where(ExperimentRow.id < after)
@@ -191,7 +172,9 @@ class Store:
                     if wanted_tags and not wanted_tags <= set(row.tags):
                         continue
                     if len(response.experiments) == size:
-                        response.next_page_token = _page_token(response.experiments[-1].id)
+                        response.next_page_token = conversions.page_token(
+                            response.experiments[-1].id
+                        )
                         return response
                     response.experiments.append(self._experiment_message(session, row))
                 batch_after = rows[-1].id
@@ -215,7 +198,7 @@ class Store:
                 else:
                     raise InvalidArgumentError("update_mask", f"{field!r} cannot be updated")
                 changed.append(field)
-            row.update_time = _now()
+            row.update_time = conversions.now()
             session.add(
                 EventRow(
                     time=row.update_time,
@@ -255,8 +238,8 @@ class Store:
             tags=row.tags,
             notes=row.notes,
             creator=row.creator,
-            create_time=_timestamp(row.create_time),
-            update_time=_timestamp(row.update_time),
+            create_time=conversions.timestamp(row.create_time),
+            update_time=conversions.timestamp(row.update_time),
             launch_script_path=row.launch_script_path,
             launch_script_sha256=row.launch_script_sha256,
             source_revision=row.source_revision,
@@ -268,123 +251,51 @@ class Store:
 
     def add_work_unit(self, request: pb.AddWorkUnitRequest) -> tuple[pb.WorkUnit, bool]:
         """Records a work unit with its jobs, all PENDING; (unit, False) for a repeated request."""
-        (outcome,) = self.add_work_units([request])
-        if isinstance(outcome, Exception):
+        (outcome,), _ = self.add_work_units([request])
+        if isinstance(outcome, LauncherError):
             raise outcome
         return outcome
 
     def add_work_units(
         self, requests: Sequence[pb.AddWorkUnitRequest]
-    ) -> list[tuple[pb.WorkUnit, bool] | Exception]:
+    ) -> tuple[list[AddOutcome], list[WatchUpdate]]:
         """Records many work units in one transaction (group commit for sweeps).
 
-        Each request gets its own outcome: its unit, or the error that refused it (nothing of a
-        refused request is written). All checks of a request come before any of its writes.
+        Each request gets its own outcome: (its unit, whether it is new), or the error that
+        refused it (nothing of a refused request is written). Also returns the updates to
+        publish to watchers once committed.
         """
         try:
-            with self._write() as session:
-                return [self._add(session, request) for request in requests]
+            with self._write_publishing() as (session, published):
+                outcomes, updates = adding.add_work_units(session, requests, conversions.now())
+                published.extend(updates)
+            return outcomes, updates
         except IntegrityError:
             if len(requests) == 1:
                 raise
             # A race with another writer (PostgreSQL): each on its own, to pin the outcome.
-            return [self._add_alone(request) for request in requests]
-
-    def _add_alone(self, request: pb.AddWorkUnitRequest) -> tuple[pb.WorkUnit, bool] | Exception:
-        try:
-            return self.add_work_unit(request)
-        except (AlreadyExistsError, NotFoundError) as error:
-            return error
-
-    def _add(
-        self, session: Session, request: pb.AddWorkUnitRequest
-    ) -> tuple[pb.WorkUnit, bool] | Exception:
-        existing = session.scalar(
-            select(WorkUnitRow).where(WorkUnitRow.request_id == request.request_id)
-        )
-        if existing is not None:
-            if existing.experiment_id != request.experiment_id:
-                return AlreadyExistsError(
-                    f"request_id {request.request_id!r} was used for a work unit of experiment "
-                    f"{existing.experiment_id}; use a new request_id"
-                )
-            return self._unit_message(session, existing), False
-        experiment = session.get(ExperimentRow, request.experiment_id, with_for_update=True)
-        if experiment is None:
-            return NotFoundError(f"experiment {request.experiment_id} not found")
-        work_unit_id = request.work_unit_id or experiment.next_work_unit_id
-        taken_id = (
-            session.get(WorkUnitRow, (request.experiment_id, request.work_unit_id))
-            if request.work_unit_id
-            else None
-        )
-        if taken_id is not None:
-            return AlreadyExistsError(
-                f"work unit {request.experiment_id}/{request.work_unit_id} already exists"
-            )
-        if request.identity:
-            taken = session.scalar(
-                select(WorkUnitRow.work_unit_id).where(
-                    WorkUnitRow.experiment_id == request.experiment_id,
-                    WorkUnitRow.identity == request.identity,
-                )
-            )
-            if taken is not None:
-                return AlreadyExistsError(
-                    f"identity {request.identity!r} is already work unit "
-                    f"{request.experiment_id}/{taken}"
-                )
-        experiment.next_work_unit_id = max(experiment.next_work_unit_id, work_unit_id + 1)
-        now = _now()
-        unit = WorkUnitRow(
-            experiment_id=request.experiment_id,
-            work_unit_id=work_unit_id,
-            identity=request.identity or None,
-            request_id=request.request_id,
-            args_json=request.args_json,
-            state=pb.JOB_STATE_PENDING,
-            native_state="",
-            reason="",
-            exit_code=None,
-            start_time=None,
-            end_time=None,
-            create_time=now,
-            update_time=now,
-        )
-        jobs = [
-            _job_row(request.experiment_id, work_unit_id, i, job, now)
-            for i, job in enumerate(request.jobs)
-        ]
-        session.add(unit)
-        session.flush()  # the unit's row first: the jobs' foreign key refers to it
-        session.add_all(jobs)
-        session.add(
-            EventRow(
-                time=now,
-                subject=pb.EVENT_SUBJECT_WORK_UNIT,
-                experiment_id=request.experiment_id,
-                work_unit_id=work_unit_id,
-                old_state=pb.JOB_STATE_UNSPECIFIED,
-                new_state=pb.JOB_STATE_PENDING,
-                message=f"added with {len(jobs)} job(s)",
-            )
-        )
-        return _unit_message(unit, jobs), True
+            each: list[AddOutcome] = []
+            each_updates: list[WatchUpdate] = []
+            for request in requests:
+                (outcome,), published = self.add_work_units([request])
+                each.append(outcome)
+                each_updates.extend(published)
+            return each, each_updates
 
     def get_work_unit(self, experiment_id: int, work_unit_id: int) -> pb.WorkUnit:
         with self._read() as session:
-            row = session.get(WorkUnitRow, (experiment_id, work_unit_id))
-            if row is None:
+            units = adding.load_units(session, [(experiment_id, work_unit_id)])
+            if not units:
                 if session.get(ExperimentRow, experiment_id) is None:
                     raise NotFoundError(f"experiment {experiment_id} not found")
                 raise NotFoundError(f"work unit {experiment_id}/{work_unit_id} not found")
-            return self._unit_message(session, row)
+            return units[(experiment_id, work_unit_id)]
 
     def list_work_units(self, request: pb.ListWorkUnitsRequest) -> pb.ListWorkUnitsResponse:
         size = request.page_size or _DEFAULT_WORK_UNIT_PAGE
-        after = _parse_page_token(request.page_token)
+        after = conversions.parse_page_token(request.page_token)
         query = (
-            select(WorkUnitRow)
+            select(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id)
             .where(WorkUnitRow.experiment_id == request.experiment_id)
             .order_by(WorkUnitRow.work_unit_id)
             .limit(size + 1)
@@ -394,162 +305,73 @@ class Store:
         if request.states:
             query = query.where(WorkUnitRow.state.in_(list(request.states)))
         with self._read() as session:
-            units = list(session.scalars(query))
-            more = len(units) > size
-            units = units[:size]
-            jobs = _jobs_of(session, [(u.experiment_id, u.work_unit_id) for u in units])
-        response = pb.ListWorkUnitsResponse(
-            work_units=[
-                _unit_message(u, jobs.get((u.experiment_id, u.work_unit_id), [])) for u in units
-            ]
-        )
+            keys = [(e, w) for e, w in session.execute(query)]
+            more = len(keys) > size
+            keys = keys[:size]
+            units = adding.load_units(session, keys)
+        response = pb.ListWorkUnitsResponse(work_units=[units[key] for key in keys])
         if more:
-            response.next_page_token = _page_token(units[-1].work_unit_id)
+            response.next_page_token = conversions.page_token(keys[-1][1])
         return response
 
-    def _unit_message(self, session: Session, row: WorkUnitRow) -> pb.WorkUnit:
-        key = (row.experiment_id, row.work_unit_id)
-        return _unit_message(row, _jobs_of(session, [key]).get(key, []))
+    def unit_statuses(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], pb.WorkUnit]:
+        """Units' statuses and their jobs' statuses (what watchers get), by unit."""
+        with self._read() as session:
+            return observing.load_statuses(session, sorted(set(keys)))
 
     # -- jobs ----------------------------------------------------------------------------------
 
     def get_job(self, key: JobKey) -> pb.Job:
         with self._read() as session:
-            row = session.get(JobRow, (key.experiment_id, key.work_unit_id, key.job_name))
+            row = session.execute(
+                select(JobRow.__table__).where(
+                    JobRow.experiment_id == key.experiment_id,
+                    JobRow.work_unit_id == key.work_unit_id,
+                    JobRow.name == key.job_name,
+                )
+            ).first()
             if row is None:
                 raise NotFoundError(f"job {key} not found")
-            return _job_message(row)
+            return conversions.job_message(row)
+
+    def job_state(self, key: JobKey) -> int | None:
+        """A job's current state number, or None if there is no such job."""
+        with self._read() as session:
+            state = session.scalar(
+                select(JobRow.state).where(
+                    JobRow.experiment_id == key.experiment_id,
+                    JobRow.work_unit_id == key.work_unit_id,
+                    JobRow.name == key.job_name,
+                )
+            )
+            return None if state is None else int(state)
 
     def non_final_jobs(self) -> list[tuple[JobKey, pb.Job]]:
         with self._read() as session:
-            rows = session.scalars(
-                select(JobRow)
+            rows = session.execute(
+                select(JobRow.__table__)
                 .where(JobRow.state.not_in(list(FINAL_STATES)))
                 .order_by(JobRow.experiment_id, JobRow.work_unit_id, JobRow.position)
             )
             return [
-                (JobKey(row.experiment_id, row.work_unit_id, row.name), _job_message(row))
+                (
+                    JobKey(row.experiment_id, row.work_unit_id, row.name),
+                    conversions.job_message(row),
+                )
                 for row in rows
             ]
 
     def apply_observations(
         self, observations: Sequence[JobObservation], handles: Mapping[JobKey, str] | None = None
-    ) -> list[tuple[pb.Event, pb.WorkUnit | None]]:
-        """Applies backend observations in one transaction; returns the events appended.
-
-        A job in a final state never changes again; an observation that changes nothing is
-        ignored; an empty reason keeps the job's current one (e.g. a cancel's "why"). Each
-        change of a job appends a JOB event, and each change of a work unit's aggregated status
-        a WORK_UNIT event (paired with the unit after the batch).
-        """
-        handles = handles or {}
-        keys = {o.key for o in observations} | set(handles)
-        if not keys:
-            return []
-        units = {(k.experiment_id, k.work_unit_id) for k in keys}
-        with self._write() as session:
-            jobs_by_unit = _jobs_of(session, list(units))
-            jobs = {
-                JobKey(row.experiment_id, row.work_unit_id, row.name): row
-                for rows in jobs_by_unit.values()
-                for row in rows
-            }
-            for key, handle in handles.items():
-                if key in jobs:
-                    jobs[key].backend_handle = handle
-            now = _now()
-            events: list[EventRow] = []
-            touched: set[tuple[int, int]] = set()
-            for observation in observations:
-                row = jobs.get(observation.key)
-                if row is None:
-                    _log.warning("observation for unknown job %s ignored", observation.key)
-                    continue
-                old = row.state
-                if old in FINAL_STATES or not _changes(row, observation):
-                    continue
-                row.state = observation.state
-                row.native_state = observation.native_state or row.native_state
-                if observation.reason:
-                    if old == pb.JOB_STATE_CANCELLING and row.reason:
-                        # Keep why it was cancelled; add how it ended.
-                        row.reason = f"{row.reason} ({observation.reason})"
-                    else:
-                        row.reason = observation.reason
-                if observation.exit_code is not None:
-                    row.exit_code = observation.exit_code
-                if observation.start_time is not None and row.start_time is None:
-                    row.start_time = observation.start_time
-                if observation.state in FINAL_STATES:
-                    row.end_time = observation.end_time or now
-                row.update_time = now
-                events.append(
-                    EventRow(
-                        time=now,
-                        subject=pb.EVENT_SUBJECT_JOB,
-                        experiment_id=row.experiment_id,
-                        work_unit_id=row.work_unit_id,
-                        job_name=row.name,
-                        old_state=old,
-                        new_state=row.state,
-                        message=row.reason if observation.reason else _state_word(row.state),
-                    )
-                )
-                touched.add((row.experiment_id, row.work_unit_id))
-            unit_rows = _unit_rows(session, sorted(touched))
-            changed_units: list[tuple[WorkUnitRow, list[JobRow]]] = []
-            for unit_key in sorted(touched):
-                unit = unit_rows[unit_key]
-                unit_jobs = jobs_by_unit[unit_key]
-                facts = aggregation.aggregate_facts(
-                    [
-                        aggregation.JobFacts(
-                            j.name,
-                            j.state,
-                            j.reason,
-                            j.exit_code,
-                            _utc(j.start_time),
-                            _utc(j.end_time),
-                        )
-                        for j in unit_jobs
-                    ]
-                )
-                if facts.state == unit.state and facts.reason == unit.reason:
-                    continue
-                old_state = unit.state
-                unit.state = facts.state
-                unit.reason = facts.reason
-                unit.exit_code = facts.exit_code
-                unit.start_time = facts.start_time
-                unit.end_time = facts.end_time
-                unit.update_time = now
-                if old_state != facts.state:
-                    events.append(
-                        EventRow(
-                            time=now,
-                            subject=pb.EVENT_SUBJECT_WORK_UNIT,
-                            experiment_id=unit.experiment_id,
-                            work_unit_id=unit.work_unit_id,
-                            old_state=old_state,
-                            new_state=facts.state,
-                            message=facts.reason or _state_word(facts.state),
-                        )
-                    )
-                changed_units.append((unit, unit_jobs))
-            session.add_all(events)
-            session.flush()
-            unit_messages = {
-                (u.experiment_id, u.work_unit_id): _unit_message(u, js) for u, js in changed_units
-            }
-            return [
-                (
-                    _event_message(e),
-                    unit_messages.get((e.experiment_id, e.work_unit_id or 0))
-                    if e.subject == pb.EVENT_SUBJECT_WORK_UNIT
-                    else None,
-                )
-                for e in events
-            ]
+    ) -> list[WatchUpdate]:
+        """Applies backend observations in one transaction; returns the events appended, each
+        with its unit's status after the batch (see `observing.apply_observations`)."""
+        with self._write_publishing() as (session, published):
+            updates = observing.apply_observations(
+                session, observations, handles or {}, conversions.now()
+            )
+            published.extend(updates)
+        return updates
 
     # -- events --------------------------------------------------------------------------------
 
@@ -557,7 +379,7 @@ class Store:
         self, sequence: int, experiment_id: int = 0, limit: int = 1000
     ) -> list[pb.Event]:
         query = (
-            select(EventRow)
+            select(EventRow.__table__)
             .where(EventRow.sequence > sequence)
             .order_by(EventRow.sequence)
             .limit(limit)
@@ -565,14 +387,11 @@ class Store:
         if experiment_id:
             query = query.where(EventRow.experiment_id == experiment_id)
         with self._read() as session:
-            return [_event_message(row) for row in session.scalars(query)]
+            return [conversions.event_message(row) for row in session.execute(query)]
 
     def last_event_sequence(self) -> int:
         with self._read() as session:
             return int(session.scalar(select(func.max(EventRow.sequence))) or 0)
-
-
-# -- conversions --------------------------------------------------------------------------------
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -584,129 +403,3 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-
-
-def _changes(row: JobRow, observation: JobObservation) -> bool:
-    return (
-        row.state != observation.state
-        or (observation.native_state and observation.native_state != row.native_state)
-        or (observation.reason and observation.reason != row.reason)
-        or (observation.exit_code is not None and observation.exit_code != row.exit_code)
-    )
-
-
-def _state_word(state: int) -> str:
-    return str(pb.JobState.Name(state)).removeprefix("JOB_STATE_").lower()
-
-
-def _job_row(
-    experiment_id: int, work_unit_id: int, position: int, job: pb.Job, now: datetime.datetime
-) -> JobRow:
-    artifact = job.artifact
-    kind = artifact.WhichOneof("kind") or ""
-    image = artifact.oci_image
-    return JobRow(
-        experiment_id=experiment_id,
-        work_unit_id=work_unit_id,
-        name=job.name,
-        position=position,
-        executor_kind=job.executor.WhichOneof("kind") or "",
-        executor=job.executor.SerializeToString(),
-        artifact_kind=kind,
-        artifact_path=artifact.local_binary.path if kind == "local_binary" else image.tarball_path,
-        artifact_reference=image.reference,
-        artifact_digest=artifact.local_binary.sha256 if kind == "local_binary" else image.digest,
-        artifact=artifact.SerializeToString(),
-        args=list(job.args),
-        env=dict(job.env),
-        requirements=job.requirements.SerializeToString(),
-        backend_handle="",
-        state=pb.JOB_STATE_PENDING,
-        native_state="",
-        reason="",
-        exit_code=None,
-        start_time=None,
-        end_time=None,
-        update_time=now,
-        log_location=job.log_location,
-    )
-
-
-def _status(row: JobRow | WorkUnitRow) -> pb.JobStatus:
-    return pb.JobStatus(
-        state=row.state,  # type: ignore[arg-type]
-        native_state=row.native_state,
-        reason=row.reason,
-        has_exit_code=row.exit_code is not None,
-        exit_code=row.exit_code or 0,
-        start_time=_timestamp(row.start_time),
-        end_time=_timestamp(row.end_time),
-        update_time=_timestamp(row.update_time),
-    )
-
-
-def _job_message(row: JobRow) -> pb.Job:
-    return pb.Job(
-        name=row.name,
-        artifact=pb.Artifact.FromString(row.artifact),
-        args=row.args,
-        env=row.env,
-        executor=pb.Executor.FromString(row.executor),
-        requirements=pb.ResourceRequirements.FromString(row.requirements),
-        status=_status(row),
-        backend_handle=row.backend_handle,
-        log_location=row.log_location,
-    )
-
-
-def _unit_message(row: WorkUnitRow, jobs: Sequence[JobRow]) -> pb.WorkUnit:
-    return pb.WorkUnit(
-        experiment_id=row.experiment_id,
-        work_unit_id=row.work_unit_id,
-        args_json=row.args_json,
-        jobs=[_job_message(job) for job in sorted(jobs, key=lambda j: j.position)],
-        status=_status(row),
-        identity=row.identity or "",
-        create_time=_timestamp(row.create_time),
-    )
-
-
-def _event_message(row: EventRow) -> pb.Event:
-    return pb.Event(
-        sequence=row.sequence,
-        time=_timestamp(row.time),
-        subject=row.subject,  # type: ignore[arg-type]
-        experiment_id=row.experiment_id,
-        work_unit_id=row.work_unit_id or 0,
-        job_name=row.job_name or "",
-        old_state=row.old_state,  # type: ignore[arg-type]
-        new_state=row.new_state,  # type: ignore[arg-type]
-        message=row.message,
-    )
-
-
-def _jobs_of(
-    session: Session, units: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], list[JobRow]]:
-    """The jobs of the given work units, grouped by unit, in one query per 500 units."""
-    grouped: dict[tuple[int, int], list[JobRow]] = {unit: [] for unit in units}
-    for start in range(0, len(units), 500):
-        chunk = list(units[start : start + 500])
-        query = select(JobRow).where(tuple_(JobRow.experiment_id, JobRow.work_unit_id).in_(chunk))
-        for row in session.scalars(query):
-            grouped[(row.experiment_id, row.work_unit_id)].append(row)
-    return grouped
-
-
-def _unit_rows(
-    session: Session, units: Sequence[tuple[int, int]]
-) -> dict[tuple[int, int], WorkUnitRow]:
-    found: dict[tuple[int, int], WorkUnitRow] = {}
-    for start in range(0, len(units), 500):
-        chunk = list(units[start : start + 500])
-        query = select(WorkUnitRow).where(
-            tuple_(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).in_(chunk)
-        )
-        for row in session.scalars(query):
-            found[(row.experiment_id, row.work_unit_id)] = row
-    return found

@@ -177,11 +177,12 @@ def test_ctrl_c_while_waiting_offers_to_cancel(shared_daemon: DaemonHandle, tmp_
             if ready:
                 try:
                     output += os.read(fd, 4096)
-                except OSError:
-                    break
+                except OSError:  # the child ended
+                    raise AssertionError(output.decode(errors="replace")) from None
 
     try:
         read_until(b"EXPERIMENT ")
+        read_until(b"\n")  # the whole line, with the id
         experiment_id = int(output.split(b"EXPERIMENT ")[1].split()[0])
         deadline = time.monotonic() + 20
         while True:

@@ -295,7 +295,7 @@ def test_batch_add_gives_each_request_its_own_outcome(store: Store) -> None:
         pb.AddWorkUnitRequest(experiment_id=experiment.id, request_id="c", jobs=[_job()]),
         pb.AddWorkUnitRequest(experiment_id=experiment.id, request_id="a", jobs=[_job()]),
     ]
-    outcomes = store.add_work_units(requests)
+    outcomes, _ = store.add_work_units(requests)
     assert isinstance(outcomes[1], NotFoundError)
     first, third, repeat = outcomes[0], outcomes[2], outcomes[3]
     assert not isinstance(first, Exception)
@@ -340,10 +340,12 @@ def test_observations_update_jobs_units_and_append_events(store: Store) -> None:
         ],
         handles={a: "/jobs/a", b: "/jobs/b"},
     )
-    subjects = [event.subject for event, _ in events]
+    subjects = [update.event.subject for update in events]
     assert subjects.count(pb.EVENT_SUBJECT_JOB) == 2
     assert subjects.count(pb.EVENT_SUBJECT_WORK_UNIT) == 1
-    unit_event, unit = next((e, u) for e, u in events if e.subject == pb.EVENT_SUBJECT_WORK_UNIT)
+    unit_event, unit = next(
+        (u.event, u.work_unit) for u in events if u.event.subject == pb.EVENT_SUBJECT_WORK_UNIT
+    )
     assert (unit_event.old_state, unit_event.new_state) == (
         pb.JOB_STATE_PENDING,
         pb.JOB_STATE_RUNNING,

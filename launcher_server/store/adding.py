@@ -1,0 +1,245 @@
+"""Recording new work units, many per transaction (what a sweep's pipelined adds need).
+
+A batch costs a handful of queries whatever its size: the checks of every request are answered
+by one query each (request ids, experiments, taken ids, taken identities), and the rows are
+written with one multi-row INSERT per table. Requests are still decided one by one, in order,
+exactly as if each were alone: a refused request writes nothing, and a later request sees the
+units of the earlier ones.
+"""
+
+from __future__ import annotations
+
+import datetime
+import types
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from launcher_server.errors import AlreadyExistsError, LauncherError, NotFoundError
+from launcher_server.store import conversions
+from launcher_server.store.batch import WatchUpdate, chunks
+from launcher_server.store.models import EventRow, ExperimentRow, JobRow, WorkUnitRow
+from xmanager.launcher.v1 import launcher_pb2 as pb
+
+UnitKey = tuple[int, int]
+Outcome = tuple[pb.WorkUnit, bool] | LauncherError
+
+
+def add_work_units(
+    session: Session, requests: Sequence[pb.AddWorkUnitRequest], at: datetime.datetime
+) -> tuple[list[Outcome], list[WatchUpdate]]:
+    """Decides and writes each request; returns the outcomes in order and the watch updates."""
+    known = _Known.load(session, requests)
+    decisions: list[tuple[UnitKey, bool] | LauncherError] = []
+    created: dict[UnitKey, pb.WorkUnit] = {}
+    unit_rows: list[dict[str, Any]] = []
+    job_rows: list[dict[str, Any]] = []
+    for request in requests:
+        decision = known.decide(request)
+        decisions.append(decision)
+        if isinstance(decision, LauncherError) or not decision[1]:
+            continue
+        key = decision[0]
+        experiment_id, work_unit_id = key
+        unit_rows.append(
+            {
+                "experiment_id": experiment_id,
+                "work_unit_id": work_unit_id,
+                "identity": request.identity or None,
+                "request_id": request.request_id,
+                "args_json": request.args_json,
+                "state": pb.JOB_STATE_PENDING,
+                "native_state": "",
+                "reason": "",
+                "exit_code": None,
+                "start_time": None,
+                "end_time": None,
+                "create_time": at,
+                "update_time": at,
+            }
+        )
+        job_rows.extend(
+            conversions.job_columns(experiment_id, work_unit_id, position, job, at)
+            for position, job in enumerate(request.jobs)
+        )
+        created[key] = _new_unit_message(request, key, at)
+    updates: list[WatchUpdate] = []
+    if created:
+        session.execute(insert(WorkUnitRow), unit_rows)
+        session.execute(insert(JobRow), job_rows)
+        session.execute(
+            update(ExperimentRow),
+            [{"id": e, "next_work_unit_id": n} for e, n in known.next_ids_changed().items()],
+        )
+        events = [
+            {
+                "time": at,
+                "subject": pb.EVENT_SUBJECT_WORK_UNIT,
+                "experiment_id": key[0],
+                "work_unit_id": key[1],
+                "job_name": None,
+                "old_state": pb.JOB_STATE_UNSPECIFIED,
+                "new_state": pb.JOB_STATE_PENDING,
+                "message": f"added with {len(unit.jobs)} job(s)",
+            }
+            for key, unit in created.items()
+        ]
+        sequences = session.scalars(
+            insert(EventRow).returning(EventRow.sequence, sort_by_parameter_order=True), events
+        ).all()
+        for sequence, event, unit in zip(sequences, events, created.values(), strict=True):
+            updates.append(
+                WatchUpdate(
+                    conversions.event_message(types.SimpleNamespace(sequence=sequence, **event)),
+                    conversions.status_only(unit),
+                )
+            )
+    repeats = load_units(
+        session,
+        [d[0] for d in decisions if not isinstance(d, LauncherError) and d[0] not in created],
+    )
+    results: list[Outcome] = []
+    for decision in decisions:
+        if isinstance(decision, LauncherError):
+            results.append(decision)
+        else:
+            key, is_new = decision
+            results.append((created.get(key) or repeats[key], is_new))
+    return results, updates
+
+
+class _Known:
+    """What the database already holds about a batch, updated as the batch is decided."""
+
+    def __init__(self) -> None:
+        self.units_by_request: dict[str, UnitKey] = {}
+        self.next_ids: dict[int, int] = {}
+        self.original_next_ids: dict[int, int] = {}
+        self.taken_ids: set[UnitKey] = set()
+        self.taken_identities: dict[tuple[int, str], int] = {}
+
+    @classmethod
+    def load(cls, session: Session, requests: Sequence[pb.AddWorkUnitRequest]) -> _Known:
+        known = cls()
+        request_ids = sorted({r.request_id for r in requests})
+        for chunk in chunks(request_ids):
+            for request_id, experiment_id, work_unit_id in session.execute(
+                select(
+                    WorkUnitRow.request_id, WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id
+                ).where(WorkUnitRow.request_id.in_(chunk))
+            ):
+                known.units_by_request[request_id] = (experiment_id, work_unit_id)
+        experiment_ids = sorted({r.experiment_id for r in requests})
+        for id_chunk in chunks(experiment_ids):
+            # Locked until commit on PostgreSQL: concurrent batches number units one by one.
+            for experiment_id, next_id in session.execute(
+                select(ExperimentRow.id, ExperimentRow.next_work_unit_id)
+                .where(ExperimentRow.id.in_(id_chunk))
+                .with_for_update()
+            ):
+                known.next_ids[experiment_id] = next_id
+        known.original_next_ids = dict(known.next_ids)
+        wanted = sorted({(r.experiment_id, r.work_unit_id) for r in requests if r.work_unit_id})
+        for key_chunk in chunks(wanted):
+            known.taken_ids.update(
+                (e, w)
+                for e, w in session.execute(
+                    select(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).where(
+                        tuple_(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).in_(key_chunk)
+                    )
+                )
+            )
+        identities = sorted({(r.experiment_id, r.identity) for r in requests if r.identity})
+        for identity_chunk in chunks(identities):
+            for experiment_id, identity, work_unit_id in session.execute(
+                select(
+                    WorkUnitRow.experiment_id, WorkUnitRow.identity, WorkUnitRow.work_unit_id
+                ).where(tuple_(WorkUnitRow.experiment_id, WorkUnitRow.identity).in_(identity_chunk))
+            ):
+                if identity is not None:
+                    known.taken_identities[(experiment_id, identity)] = work_unit_id
+        return known
+
+    def decide(self, request: pb.AddWorkUnitRequest) -> tuple[UnitKey, bool] | LauncherError:
+        """(the unit the request gets, whether it is new), or why it cannot have one.
+
+        A request id seen before (in the database or earlier in the batch) gets its unit again.
+        """
+        experiment_id = request.experiment_id
+        previous = self.units_by_request.get(request.request_id)
+        if previous is not None:
+            if previous[0] != experiment_id:
+                return AlreadyExistsError(
+                    f"request_id {request.request_id!r} was used for a work unit of experiment "
+                    f"{previous[0]}; use a new request_id"
+                )
+            return previous, False
+        next_id = self.next_ids.get(experiment_id)
+        if next_id is None:
+            return NotFoundError(f"experiment {experiment_id} not found")
+        work_unit_id = request.work_unit_id or next_id
+        if (experiment_id, work_unit_id) in self.taken_ids:
+            return AlreadyExistsError(f"work unit {experiment_id}/{work_unit_id} already exists")
+        if request.identity:
+            taken = self.taken_identities.get((experiment_id, request.identity))
+            if taken is not None:
+                return AlreadyExistsError(
+                    f"identity {request.identity!r} is already work unit {experiment_id}/{taken}"
+                )
+            self.taken_identities[(experiment_id, request.identity)] = work_unit_id
+        key = (experiment_id, work_unit_id)
+        self.taken_ids.add(key)
+        self.units_by_request[request.request_id] = key
+        self.next_ids[experiment_id] = max(next_id, work_unit_id + 1)
+        return key, True
+
+    def next_ids_changed(self) -> dict[int, int]:
+        return {e: n for e, n in self.next_ids.items() if n != self.original_next_ids.get(e)}
+
+
+def _new_unit_message(
+    request: pb.AddWorkUnitRequest, key: UnitKey, at: datetime.datetime
+) -> pb.WorkUnit:
+    stamp = conversions.timestamp(at)
+    status = pb.JobStatus(state=pb.JOB_STATE_PENDING, update_time=stamp)
+    unit = pb.WorkUnit(
+        experiment_id=key[0],
+        work_unit_id=key[1],
+        args_json=request.args_json,
+        status=status,
+        identity=request.identity,
+        create_time=stamp,
+    )
+    for job in request.jobs:
+        copy = unit.jobs.add()
+        copy.CopyFrom(job)
+        copy.status.CopyFrom(status)
+        copy.backend_handle = ""
+    return unit
+
+
+def load_units(session: Session, keys: Sequence[UnitKey]) -> dict[UnitKey, pb.WorkUnit]:
+    """Full messages of existing units, in two queries per chunk of units."""
+    keys = sorted(set(keys))
+    units: dict[UnitKey, pb.WorkUnit] = {}
+    for chunk in chunks(keys):
+        rows = {
+            (row.experiment_id, row.work_unit_id): row
+            for row in session.execute(
+                select(WorkUnitRow.__table__).where(
+                    tuple_(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).in_(chunk)
+                )
+            )
+        }
+        jobs: dict[UnitKey, list[Any]] = {key: [] for key in rows}
+        for job in session.execute(
+            select(JobRow.__table__).where(
+                tuple_(JobRow.experiment_id, JobRow.work_unit_id).in_(chunk)
+            )
+        ):
+            jobs[(job.experiment_id, job.work_unit_id)].append(job)
+        for key, row in rows.items():
+            units[key] = conversions.unit_message(row, jobs[key])
+    return units

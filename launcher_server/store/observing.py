@@ -1,0 +1,275 @@
+"""Applying what backends observed to the stored statuses, many observations per transaction.
+
+The scheduler's recorder hands over every observation of the last few milliseconds at once; the
+batch costs two reads (the touched units and their jobs), one multi-row UPDATE per table and one
+multi-row INSERT of events, so thousands of status changes a second fit in a few transactions.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import logging
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from launcher_server import aggregation
+from launcher_server.backends.base import JobKey, JobObservation
+from launcher_server.store import conversions
+from launcher_server.store.batch import WatchUpdate, chunks
+from launcher_server.store.models import EventRow, JobRow, WorkUnitRow
+from xmanager.launcher.v1 import launcher_pb2 as pb
+
+_log = logging.getLogger(__name__)
+
+UnitKey = tuple[int, int]
+
+_JOB_STATUS = (
+    JobRow.experiment_id,
+    JobRow.work_unit_id,
+    JobRow.name,
+    JobRow.position,
+    JobRow.state,
+    JobRow.native_state,
+    JobRow.reason,
+    JobRow.exit_code,
+    JobRow.start_time,
+    JobRow.end_time,
+    JobRow.update_time,
+    JobRow.backend_handle,
+)
+_UNIT_STATUS = (
+    WorkUnitRow.experiment_id,
+    WorkUnitRow.work_unit_id,
+    WorkUnitRow.state,
+    WorkUnitRow.native_state,
+    WorkUnitRow.reason,
+    WorkUnitRow.exit_code,
+    WorkUnitRow.start_time,
+    WorkUnitRow.end_time,
+    WorkUnitRow.update_time,
+)
+
+
+def apply_observations(
+    session: Session,
+    observations: Sequence[JobObservation],
+    handles: Mapping[JobKey, str],
+    at: datetime.datetime,
+) -> list[WatchUpdate]:
+    """Applies the observations in order; returns one watch update per event appended.
+
+    A job in a final state never changes again; an observation that changes nothing is
+    ignored; an empty reason keeps the job's current one. Each change of a job appends a JOB
+    event, each change of a work unit's aggregated state a WORK_UNIT event.
+    """
+    keys = {o.key for o in observations} | set(handles)
+    if not keys:
+        return []
+    jobs, units = _load(session, sorted({(k.experiment_id, k.work_unit_id) for k in keys}))
+    changed_jobs: dict[JobKey, types.SimpleNamespace] = {}
+    for key, handle in handles.items():
+        if key in jobs:
+            jobs[key].backend_handle = handle
+            changed_jobs[key] = jobs[key]
+    events: list[dict[str, Any]] = []
+    touched: set[UnitKey] = set()
+    for observation in observations:
+        job = jobs.get(observation.key)
+        if job is None:
+            _log.warning("observation for unknown job %s ignored", observation.key)
+            continue
+        old = job.state
+        if old in aggregation.FINAL_STATES or not _changes(job, observation):
+            continue
+        _apply(job, observation, at)
+        changed_jobs[observation.key] = job
+        events.append(
+            _event(
+                at,
+                subject=pb.EVENT_SUBJECT_JOB,
+                experiment_id=job.experiment_id,
+                work_unit_id=job.work_unit_id,
+                job_name=job.name,
+                old_state=old,
+                new_state=job.state,
+                message=job.reason if observation.reason else conversions.state_word(job.state),
+            )
+        )
+        touched.add((job.experiment_id, job.work_unit_id))
+    jobs_by_unit: dict[UnitKey, list[types.SimpleNamespace]] = collections.defaultdict(list)
+    for job in jobs.values():
+        jobs_by_unit[(job.experiment_id, job.work_unit_id)].append(job)
+    changed_units = []
+    for unit_key in sorted(touched):
+        unit = units[unit_key]
+        facts = aggregation.aggregate_facts(
+            [
+                aggregation.JobFacts(
+                    j.name,
+                    j.state,
+                    j.reason,
+                    j.exit_code,
+                    conversions.utc(j.start_time),
+                    conversions.utc(j.end_time),
+                )
+                for j in jobs_by_unit[unit_key]
+            ]
+        )
+        if facts.state == unit.state and facts.reason == unit.reason:
+            continue
+        old_state = unit.state
+        unit.state = facts.state
+        unit.reason = facts.reason
+        unit.exit_code = facts.exit_code
+        unit.start_time = facts.start_time
+        unit.end_time = facts.end_time
+        unit.update_time = at
+        changed_units.append(unit)
+        if old_state != facts.state:
+            events.append(
+                _event(
+                    at,
+                    subject=pb.EVENT_SUBJECT_WORK_UNIT,
+                    experiment_id=unit.experiment_id,
+                    work_unit_id=unit.work_unit_id,
+                    job_name=None,
+                    old_state=old_state,
+                    new_state=facts.state,
+                    message=facts.reason or conversions.state_word(facts.state),
+                )
+            )
+    if changed_jobs:
+        session.execute(update(JobRow), [_job_values(job) for job in changed_jobs.values()])
+    if changed_units:
+        session.execute(update(WorkUnitRow), [_unit_values(unit) for unit in changed_units])
+    if not events:
+        return []
+    sequences = session.scalars(
+        insert(EventRow).returning(EventRow.sequence, sort_by_parameter_order=True), events
+    ).all()
+    statuses = {
+        unit_key: conversions.unit_status_message(units[unit_key], jobs_by_unit[unit_key])
+        for unit_key in touched
+    }
+    return [
+        WatchUpdate(
+            conversions.event_message(types.SimpleNamespace(sequence=sequence, **event)),
+            statuses[(event["experiment_id"], event["work_unit_id"])],
+        )
+        for sequence, event in zip(sequences, events, strict=True)
+    ]
+
+
+def _load(
+    session: Session, unit_keys: Sequence[UnitKey]
+) -> tuple[dict[JobKey, types.SimpleNamespace], dict[UnitKey, types.SimpleNamespace]]:
+    jobs: dict[JobKey, types.SimpleNamespace] = {}
+    units: dict[UnitKey, types.SimpleNamespace] = {}
+    for chunk in chunks(unit_keys):
+        for row in session.execute(
+            select(*_JOB_STATUS).where(tuple_(JobRow.experiment_id, JobRow.work_unit_id).in_(chunk))
+        ):
+            job = types.SimpleNamespace(**row._asdict())
+            jobs[JobKey(job.experiment_id, job.work_unit_id, job.name)] = job
+        for unit_row in session.execute(
+            select(*_UNIT_STATUS).where(
+                tuple_(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).in_(chunk)
+            )
+        ):
+            unit = types.SimpleNamespace(**unit_row._asdict())
+            units[(unit.experiment_id, unit.work_unit_id)] = unit
+    return jobs, units
+
+
+def _changes(job: types.SimpleNamespace, observation: JobObservation) -> bool:
+    return bool(
+        job.state != observation.state
+        or (observation.native_state and observation.native_state != job.native_state)
+        or (observation.reason and observation.reason != job.reason)
+        or (observation.exit_code is not None and observation.exit_code != job.exit_code)
+    )
+
+
+def _apply(job: types.SimpleNamespace, observation: JobObservation, at: datetime.datetime) -> None:
+    old = job.state
+    job.state = observation.state
+    job.native_state = observation.native_state or job.native_state
+    if observation.reason:
+        if old == pb.JOB_STATE_CANCELLING and job.reason:
+            # Keep why it was cancelled; add how it ended.
+            job.reason = f"{job.reason} ({observation.reason})"
+        else:
+            job.reason = observation.reason
+    if observation.exit_code is not None:
+        job.exit_code = observation.exit_code
+    if observation.start_time is not None and job.start_time is None:
+        job.start_time = observation.start_time
+    if observation.state in aggregation.FINAL_STATES:
+        job.end_time = observation.end_time or at
+    job.update_time = at
+
+
+def _event(
+    at: datetime.datetime,
+    *,
+    subject: int,
+    experiment_id: int,
+    work_unit_id: int,
+    job_name: str | None,
+    old_state: int,
+    new_state: int,
+    message: str,
+) -> dict[str, Any]:
+    return {
+        "time": at,
+        "subject": subject,
+        "experiment_id": experiment_id,
+        "work_unit_id": work_unit_id,
+        "job_name": job_name,
+        "old_state": old_state,
+        "new_state": new_state,
+        "message": message,
+    }
+
+
+def _job_values(job: types.SimpleNamespace) -> dict[str, Any]:
+    return {
+        "experiment_id": job.experiment_id,
+        "work_unit_id": job.work_unit_id,
+        "name": job.name,
+        "state": job.state,
+        "native_state": job.native_state,
+        "reason": job.reason,
+        "exit_code": job.exit_code,
+        "start_time": job.start_time,
+        "end_time": job.end_time,
+        "update_time": job.update_time,
+        "backend_handle": job.backend_handle,
+    }
+
+
+def _unit_values(unit: types.SimpleNamespace) -> dict[str, Any]:
+    return {
+        "experiment_id": unit.experiment_id,
+        "work_unit_id": unit.work_unit_id,
+        "state": unit.state,
+        "reason": unit.reason,
+        "exit_code": unit.exit_code,
+        "start_time": unit.start_time,
+        "end_time": unit.end_time,
+        "update_time": unit.update_time,
+    }
+
+
+def load_statuses(session: Session, unit_keys: Sequence[UnitKey]) -> dict[UnitKey, pb.WorkUnit]:
+    """Units' statuses with their jobs' names and statuses, as watchers get them."""
+    jobs, units = _load(session, unit_keys)
+    by_unit: dict[UnitKey, list[types.SimpleNamespace]] = collections.defaultdict(list)
+    for job in jobs.values():
+        by_unit[(job.experiment_id, job.work_unit_id)].append(job)
+    return {key: conversions.unit_status_message(unit, by_unit[key]) for key, unit in units.items()}
