@@ -133,7 +133,7 @@ class Daemon:
                 state.jobs,
                 self.scheduler.report,
                 log_cap_bytes=config.log_cap_bytes,
-                notify_socket=state.notify_socket,
+                run_dir=state.run,
             ),
             "local_container": LocalContainerBackend(
                 state.jobs,

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from launcher_server.backends.base import (
@@ -43,6 +45,10 @@ FINAL_STATES = frozenset(
 )
 _FAILURE_STATES = frozenset({pb.JOB_STATE_FAILED, pb.JOB_STATE_LOST})
 _MAX_BATCH = 5000
+# A batch smaller than this waits a moment for more observations before it is committed.
+_LINGER_BELOW = 200
+_LINGER_SECONDS = 0.003
+_RECORD_RETRY_SECONDS = 60.0
 
 UnitKey = tuple[int, int]
 
@@ -64,6 +70,8 @@ class _Unit:
     # Jobs of the unit not started yet (a recovered unit may have some started already).
     to_start: list[str]
     handles: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Jobs started and not known to have ended: each holds one of the running-job slots.
+    holding: set[str] = dataclasses.field(default_factory=set)
     final: set[str] = dataclasses.field(default_factory=set)
     cancel_requested: bool = False
 
@@ -111,7 +119,19 @@ class Scheduler:
         return self._backends
 
     def report(self, observation: JobObservation) -> None:
-        """The callback every backend reports through (any thread)."""
+        """The callback every backend reports through (any thread).
+
+        A job that ended gives its slot back at once, before its status is recorded: the next
+        queued work unit need not wait for the recorder.
+        """
+        if observation.state in FINAL_STATES:
+            key = observation.key
+            with self._lock:
+                unit = self._units.get((key.experiment_id, key.work_unit_id))
+                if unit is not None and key.job_name in unit.holding:
+                    unit.holding.discard(key.job_name)
+                    self._running -= 1
+                    self._lock.notify_all()
         self._observations.put(observation)
 
     def start(self) -> None:
@@ -191,6 +211,7 @@ class Scheduler:
             if observation.state in FINAL_STATES:
                 continue
             with self._lock:
+                record.holding.add(job.name)
                 self._running += 1
             if job.status.state == pb.JOB_STATE_CANCELLING:
                 record.cancel_requested = True
@@ -257,6 +278,7 @@ class Scheduler:
                 assert unit is not None
                 self._queue.popleft()
                 names, unit.to_start = unit.to_start, []
+                unit.holding.update(names)
                 self._running += len(names)
             self._start_jobs(unit, names)
 
@@ -322,27 +344,57 @@ class Scheduler:
         while not stop:
             batch: list[JobObservation] = []
             flushes: list[_Flush] = []
-            item = self._observations.get()
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, _Flush):
-                    flushes.append(item)
-                else:
-                    batch.append(item)
-                if len(batch) >= _MAX_BATCH:
-                    break
-                try:
-                    item = self._observations.get_nowait()
-                except queue.Empty:
-                    break
-            try:
-                if batch:
-                    self._record(batch)
-            except Exception:
-                _log.exception("recording %d observations failed", len(batch))
+            stop = self._drain(self._observations.get(), batch, flushes)
+            if not stop and len(batch) < _LINGER_BELOW:
+                # A burst (a sweep starting) is still arriving: one commit for more of it.
+                time.sleep(_LINGER_SECONDS)
+                with contextlib.suppress(queue.Empty):
+                    stop = self._drain(self._observations.get_nowait(), batch, flushes)
+            if batch:
+                self._record_with_retries(batch)
             for flush in flushes:
                 flush.done.set_result(None)
+
+    def _drain(
+        self,
+        item: JobObservation | _Flush | None,
+        batch: list[JobObservation],
+        flushes: list[_Flush],
+    ) -> bool:
+        """Moves `item` and whatever else is queued into the batch; True at the stop marker."""
+        stop = False
+        while True:
+            if item is None:
+                stop = True
+            elif isinstance(item, _Flush):
+                flushes.append(item)
+            else:
+                batch.append(item)
+            if len(batch) >= _MAX_BATCH:
+                return stop
+            try:
+                item = self._observations.get_nowait()
+            except queue.Empty:
+                return stop
+
+    def _record_with_retries(self, batch: Sequence[JobObservation]) -> None:
+        """Records a batch, retrying a failing store (e.g. a restarting PostgreSQL server)."""
+        delay = 0.1
+        deadline = time.monotonic() + _RECORD_RETRY_SECONDS
+        while True:
+            try:
+                self._record(batch)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    # The next daemon start reconciles these jobs from their records.
+                    _log.exception("recording %d observations failed; giving up", len(batch))
+                    return
+                _log.warning(
+                    "recording %d observations failed; retrying", len(batch), exc_info=True
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _record(self, batch: Sequence[JobObservation]) -> None:
         with self._lock:
@@ -350,27 +402,19 @@ class Scheduler:
             self._pending_handles = {}
         updates = self._store.apply_observations(batch, handles)
         failed: list[tuple[UnitKey, str, str]] = []
-        freed = 0
         for update in updates:
             event = update.event
-            if event.subject != pb.EVENT_SUBJECT_JOB:
+            if event.subject != pb.EVENT_SUBJECT_JOB or event.new_state not in FINAL_STATES:
                 continue
             unit_key = (event.experiment_id, event.work_unit_id)
-            if event.new_state in FINAL_STATES:
-                with self._lock:
-                    unit = self._units.get(unit_key)
-                    if unit is not None and event.job_name not in unit.final:
-                        unit.final.add(event.job_name)
-                        if event.old_state != pb.JOB_STATE_PENDING:
-                            freed += 1
-                        if len(unit.final) == len(unit.jobs):
-                            del self._units[unit_key]
-                if event.new_state in _FAILURE_STATES:
-                    failed.append((unit_key, event.job_name, event.message))
-        if freed:
             with self._lock:
-                self._running -= freed
-                self._lock.notify_all()
+                unit = self._units.get(unit_key)
+                if unit is not None:
+                    unit.final.add(event.job_name)
+                    if len(unit.final) == len(unit.jobs):
+                        del self._units[unit_key]
+            if event.new_state in _FAILURE_STATES:
+                failed.append((unit_key, event.job_name, event.message))
         for unit_key, job_name, message in failed:
             self._stop_peers(unit_key, job_name, message)
 

@@ -14,13 +14,21 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from launcher_server.errors import AlreadyExistsError, LauncherError, NotFoundError
 from launcher_server.store import conversions
-from launcher_server.store.batch import WatchUpdate, chunks
-from launcher_server.store.models import EventRow, ExperimentRow, JobRow, WorkUnitRow
+from launcher_server.store.batch import Transaction, WatchUpdate, chunks
+from launcher_server.store.models import (
+    EVENTS,
+    EXPERIMENTS,
+    JOBS,
+    UNITS,
+    ExperimentRow,
+    JobRow,
+    WorkUnitRow,
+)
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 UnitKey = tuple[int, int]
@@ -28,9 +36,11 @@ Outcome = tuple[pb.WorkUnit, bool] | LauncherError
 
 
 def add_work_units(
-    session: Session, requests: Sequence[pb.AddWorkUnitRequest], at: datetime.datetime
-) -> tuple[list[Outcome], list[WatchUpdate]]:
-    """Decides and writes each request; returns the outcomes in order and the watch updates."""
+    transaction: Transaction, requests: Sequence[pb.AddWorkUnitRequest], at: datetime.datetime
+) -> list[Outcome]:
+    """Decides and writes each request; returns the outcomes in order (the transaction collects
+    the watch updates)."""
+    session = transaction.session
     known = _Known.load(session, requests)
     decisions: list[tuple[UnitKey, bool] | LauncherError] = []
     created: dict[UnitKey, pb.WorkUnit] = {}
@@ -65,16 +75,17 @@ def add_work_units(
             for position, job in enumerate(request.jobs)
         )
         created[key] = _new_unit_message(request, key, at)
-    updates: list[WatchUpdate] = []
     if created:
-        session.execute(insert(WorkUnitRow), unit_rows)
-        session.execute(insert(JobRow), job_rows)
+        # Core executemany statements: the ORM's bulk machinery costs more than the SQL here.
+        session.execute(UNITS.insert(), unit_rows)
+        session.execute(JOBS.insert(), job_rows)
         session.execute(
-            update(ExperimentRow),
-            [{"id": e, "next_work_unit_id": n} for e, n in known.next_ids_changed().items()],
+            EXPERIMENTS.update().where(EXPERIMENTS.c.id == bindparam("k_id")),
+            [{"k_id": e, "next_work_unit_id": n} for e, n in known.next_ids_changed().items()],
         )
         events = [
             {
+                "sequence": transaction.next_sequence(),
                 "time": at,
                 "subject": pb.EVENT_SUBJECT_WORK_UNIT,
                 "experiment_id": key[0],
@@ -86,16 +97,14 @@ def add_work_units(
             }
             for key, unit in created.items()
         ]
-        sequences = session.scalars(
-            insert(EventRow).returning(EventRow.sequence, sort_by_parameter_order=True), events
-        ).all()
-        for sequence, event, unit in zip(sequences, events, created.values(), strict=True):
-            updates.append(
-                WatchUpdate(
-                    conversions.event_message(types.SimpleNamespace(sequence=sequence, **event)),
-                    conversions.status_only(unit),
-                )
+        session.execute(EVENTS.insert(), events)
+        transaction.updates.extend(
+            WatchUpdate(
+                conversions.event_message(types.SimpleNamespace(**event)),
+                conversions.status_only(unit),
             )
+            for event, unit in zip(events, created.values(), strict=True)
+        )
     repeats = load_units(
         session,
         [d[0] for d in decisions if not isinstance(d, LauncherError) and d[0] not in created],
@@ -107,7 +116,7 @@ def add_work_units(
         else:
             key, is_new = decision
             results.append((created.get(key) or repeats[key], is_new))
-    return results, updates
+    return results
 
 
 class _Known:
@@ -228,16 +237,14 @@ def load_units(session: Session, keys: Sequence[UnitKey]) -> dict[UnitKey, pb.Wo
         rows = {
             (row.experiment_id, row.work_unit_id): row
             for row in session.execute(
-                select(WorkUnitRow.__table__).where(
+                select(UNITS).where(
                     tuple_(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).in_(chunk)
                 )
             )
         }
         jobs: dict[UnitKey, list[Any]] = {key: [] for key in rows}
         for job in session.execute(
-            select(JobRow.__table__).where(
-                tuple_(JobRow.experiment_id, JobRow.work_unit_id).in_(chunk)
-            )
+            select(JOBS).where(tuple_(JobRow.experiment_id, JobRow.work_unit_id).in_(chunk))
         ):
             jobs[(job.experiment_id, job.work_unit_id)].append(job)
         for key, row in rows.items():

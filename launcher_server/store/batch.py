@@ -1,10 +1,13 @@
-"""What the store's batch operations share: chunked IN lists and the updates they publish."""
+"""What the store's write operations share: the transaction, chunked IN lists, and the updates
+they publish."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
+
+from sqlalchemy.orm import Session
 
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
@@ -26,3 +29,17 @@ class WatchUpdate:
 
     event: pb.Event
     work_unit: pb.WorkUnit
+
+
+class Transaction:
+    """A write transaction: its session, the event numbers it takes, the updates it publishes."""
+
+    def __init__(self, session: Session, last_sequence: int) -> None:
+        self.session = session
+        self.last_sequence = last_sequence
+        self.updates: list[WatchUpdate] = []
+
+    def next_sequence(self) -> int:
+        """The next event's number: the daemon, the only writer, numbers events in order."""
+        self.last_sequence += 1
+        return self.last_sequence

@@ -13,7 +13,7 @@ Conventions:
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -26,6 +26,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -203,3 +204,10 @@ class EventRow(Base):
     old_state: Mapped[int] = mapped_column(Integer)
     new_state: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
+
+
+# The tables, for Core statements on the hot paths (typed as Table, which they are).
+EXPERIMENTS = cast(Table, ExperimentRow.__table__)
+UNITS = cast(Table, WorkUnitRow.__table__)
+JOBS = cast(Table, JobRow.__table__)
+EVENTS = cast(Table, EventRow.__table__)

@@ -14,14 +14,14 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from launcher_server import aggregation
 from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.store import conversions
-from launcher_server.store.batch import WatchUpdate, chunks
-from launcher_server.store.models import EventRow, JobRow, WorkUnitRow
+from launcher_server.store.batch import Transaction, WatchUpdate, chunks
+from launcher_server.store.models import EVENTS, JOBS, UNITS, JobRow, WorkUnitRow
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -56,11 +56,11 @@ _UNIT_STATUS = (
 
 
 def apply_observations(
-    session: Session,
+    transaction: Transaction,
     observations: Sequence[JobObservation],
     handles: Mapping[JobKey, str],
     at: datetime.datetime,
-) -> list[WatchUpdate]:
+) -> None:
     """Applies the observations in order; returns one watch update per event appended.
 
     A job in a final state never changes again; an observation that changes nothing is
@@ -69,7 +69,8 @@ def apply_observations(
     """
     keys = {o.key for o in observations} | set(handles)
     if not keys:
-        return []
+        return
+    session = transaction.session
     jobs, units = _load(session, sorted({(k.experiment_id, k.work_unit_id) for k in keys}))
     changed_jobs: dict[JobKey, types.SimpleNamespace] = {}
     for key, handle in handles.items():
@@ -143,26 +144,39 @@ def apply_observations(
                     message=facts.reason or conversions.state_word(facts.state),
                 )
             )
+    # Core executemany statements: the ORM's bulk machinery costs more than the SQL here.
     if changed_jobs:
-        session.execute(update(JobRow), [_job_values(job) for job in changed_jobs.values()])
+        session.execute(_UPDATE_JOB, [_job_values(job) for job in changed_jobs.values()])
     if changed_units:
-        session.execute(update(WorkUnitRow), [_unit_values(unit) for unit in changed_units])
+        session.execute(_UPDATE_UNIT, [_unit_values(unit) for unit in changed_units])
     if not events:
-        return []
-    sequences = session.scalars(
-        insert(EventRow).returning(EventRow.sequence, sort_by_parameter_order=True), events
-    ).all()
+        return
+    for event in events:
+        event["sequence"] = transaction.next_sequence()
+    session.execute(EVENTS.insert(), events)
     statuses = {
         unit_key: conversions.unit_status_message(units[unit_key], jobs_by_unit[unit_key])
         for unit_key in touched
     }
-    return [
+    transaction.updates.extend(
         WatchUpdate(
-            conversions.event_message(types.SimpleNamespace(sequence=sequence, **event)),
+            conversions.event_message(types.SimpleNamespace(**event)),
             statuses[(event["experiment_id"], event["work_unit_id"])],
         )
-        for sequence, event in zip(sequences, events, strict=True)
-    ]
+        for event in events
+    )
+
+
+# Bound parameters named like columns set them; the keys are matched by the k_* parameters.
+_UPDATE_JOB = JOBS.update().where(
+    JOBS.c.experiment_id == bindparam("k_experiment_id"),
+    JOBS.c.work_unit_id == bindparam("k_work_unit_id"),
+    JOBS.c.name == bindparam("k_name"),
+)
+_UPDATE_UNIT = UNITS.update().where(
+    UNITS.c.experiment_id == bindparam("k_experiment_id"),
+    UNITS.c.work_unit_id == bindparam("k_work_unit_id"),
+)
 
 
 def _load(
@@ -239,9 +253,9 @@ def _event(
 
 def _job_values(job: types.SimpleNamespace) -> dict[str, Any]:
     return {
-        "experiment_id": job.experiment_id,
-        "work_unit_id": job.work_unit_id,
-        "name": job.name,
+        "k_experiment_id": job.experiment_id,
+        "k_work_unit_id": job.work_unit_id,
+        "k_name": job.name,
         "state": job.state,
         "native_state": job.native_state,
         "reason": job.reason,
@@ -255,8 +269,8 @@ def _job_values(job: types.SimpleNamespace) -> dict[str, Any]:
 
 def _unit_values(unit: types.SimpleNamespace) -> dict[str, Any]:
     return {
-        "experiment_id": unit.experiment_id,
-        "work_unit_id": unit.work_unit_id,
+        "k_experiment_id": unit.experiment_id,
+        "k_work_unit_id": unit.work_unit_id,
         "state": unit.state,
         "reason": unit.reason,
         "exit_code": unit.exit_code,

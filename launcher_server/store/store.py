@@ -24,8 +24,9 @@ from launcher_server import aggregation
 from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
 from launcher_server.store import adding, conversions, migrate, observing
-from launcher_server.store.batch import WatchUpdate
-from launcher_server.store.models import EventRow, ExperimentRow, JobRow, WorkUnitRow
+from launcher_server.store.batch import Transaction, WatchUpdate
+from launcher_server.store.claim import WriterClaim
+from launcher_server.store.models import EVENTS, JOBS, EventRow, ExperimentRow, JobRow, WorkUnitRow
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -38,18 +39,22 @@ AddOutcome = adding.Outcome
 
 
 class Store:
-    def __init__(self, engine: Engine, url_for_messages: str) -> None:
+    def __init__(self, engine: Engine, url_for_messages: str, claim: WriterClaim) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._url = url_for_messages
+        self._claim = claim
         # The daemon's writes are serialized in-process: SQLite allows one writer anyway, and on
         # every database it makes commit order equal event order, so watchers never miss one.
         self._write_lock = threading.Lock()
         self._publish: Callable[[Sequence[WatchUpdate]], None] = lambda updates: None
+        with self._read() as session:
+            self._last_sequence = int(session.scalar(select(func.max(EventRow.sequence))) or 0)
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """Connects (creating a SQLite file if needed) and migrates to this daemon's schema."""
+        """Connects (creating a SQLite file if needed), claims the database for this process
+        and migrates it to this daemon's schema."""
         parsed = make_url(url)
         safe_url = parsed.render_as_string(hide_password=True)
         if parsed.get_backend_name() == "sqlite":
@@ -59,10 +64,21 @@ class Store:
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
-        migrate.upgrade(engine, safe_url)
-        return cls(engine, safe_url)
+        try:
+            claim = WriterClaim.take(engine, safe_url)
+        except Exception:
+            engine.dispose()
+            raise
+        try:
+            migrate.upgrade(engine, safe_url)
+            return cls(engine, safe_url, claim)
+        except Exception:
+            claim.release()
+            engine.dispose()
+            raise
 
     def close(self) -> None:
+        self._claim.release()
         self._engine.dispose()
 
     @property
@@ -74,19 +90,15 @@ class Store:
         self._publish = publish
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Session]:
-        with self._write_lock, self._sessions() as session, session.begin():
-            yield session
-
-    @contextlib.contextmanager
-    def _write_publishing(self) -> Iterator[tuple[Session, list[WatchUpdate]]]:
-        """A write transaction whose updates are published after the commit, in order."""
-        updates: list[WatchUpdate] = []
+    def _write(self) -> Iterator[Transaction]:
+        """One write transaction; its updates are published after the commit, in order."""
         with self._write_lock:
             with self._sessions() as session, session.begin():
-                yield session, updates
-            if updates:
-                self._publish(updates)
+                transaction = Transaction(session, self._last_sequence)
+                yield transaction
+            self._last_sequence = transaction.last_sequence  # committed: the numbers are taken
+            if transaction.updates:
+                self._publish(transaction.updates)
 
     def _read(self) -> Session:
         return self._sessions()
@@ -94,7 +106,8 @@ class Store:
     # -- experiments ---------------------------------------------------------------------------
 
     def create_experiment(self, experiment: pb.Experiment, request_id: str = "") -> pb.Experiment:
-        with self._write() as session:
+        with self._write() as transaction:
+            session = transaction.session
             if request_id:
                 existing = session.scalar(
                     select(ExperimentRow).where(ExperimentRow.request_id == request_id)
@@ -119,6 +132,7 @@ class Store:
             session.flush()
             session.add(
                 EventRow(
+                    sequence=transaction.next_sequence(),
                     time=now,
                     subject=pb.EVENT_SUBJECT_EXPERIMENT,
                     experiment_id=row.id,
@@ -183,7 +197,8 @@ class Store:
         return response
 
     def update_experiment(self, request: pb.UpdateExperimentRequest) -> pb.Experiment:
-        with self._write() as session:
+        with self._write() as transaction:
+            session = transaction.session
             row = session.get(ExperimentRow, request.experiment_id)
             if row is None:
                 raise NotFoundError(f"experiment {request.experiment_id} not found")
@@ -201,6 +216,7 @@ class Store:
             row.update_time = conversions.now()
             session.add(
                 EventRow(
+                    sequence=transaction.next_sequence(),
                     time=row.update_time,
                     subject=pb.EVENT_SUBJECT_EXPERIMENT,
                     experiment_id=row.id,
@@ -266,10 +282,9 @@ class Store:
         publish to watchers once committed.
         """
         try:
-            with self._write_publishing() as (session, published):
-                outcomes, updates = adding.add_work_units(session, requests, conversions.now())
-                published.extend(updates)
-            return outcomes, updates
+            with self._write() as transaction:
+                outcomes = adding.add_work_units(transaction, requests, conversions.now())
+            return outcomes, transaction.updates
         except IntegrityError:
             if len(requests) == 1:
                 raise
@@ -324,7 +339,7 @@ class Store:
     def get_job(self, key: JobKey) -> pb.Job:
         with self._read() as session:
             row = session.execute(
-                select(JobRow.__table__).where(
+                select(JOBS).where(
                     JobRow.experiment_id == key.experiment_id,
                     JobRow.work_unit_id == key.work_unit_id,
                     JobRow.name == key.job_name,
@@ -349,7 +364,7 @@ class Store:
     def non_final_jobs(self) -> list[tuple[JobKey, pb.Job]]:
         with self._read() as session:
             rows = session.execute(
-                select(JobRow.__table__)
+                select(JOBS)
                 .where(JobRow.state.not_in(list(FINAL_STATES)))
                 .order_by(JobRow.experiment_id, JobRow.work_unit_id, JobRow.position)
             )
@@ -366,12 +381,11 @@ class Store:
     ) -> list[WatchUpdate]:
         """Applies backend observations in one transaction; returns the events appended, each
         with its unit's status after the batch (see `observing.apply_observations`)."""
-        with self._write_publishing() as (session, published):
-            updates = observing.apply_observations(
-                session, observations, handles or {}, conversions.now()
+        with self._write() as transaction:
+            observing.apply_observations(
+                transaction, observations, handles or {}, conversions.now()
             )
-            published.extend(updates)
-        return updates
+        return transaction.updates
 
     # -- events --------------------------------------------------------------------------------
 
@@ -379,7 +393,7 @@ class Store:
         self, sequence: int, experiment_id: int = 0, limit: int = 1000
     ) -> list[pb.Event]:
         query = (
-            select(EventRow.__table__)
+            select(EVENTS)
             .where(EventRow.sequence > sequence)
             .order_by(EventRow.sequence)
             .limit(limit)
@@ -390,8 +404,8 @@ class Store:
             return [conversions.event_message(row) for row in session.execute(query)]
 
     def last_event_sequence(self) -> int:
-        with self._read() as session:
-            return int(session.scalar(select(func.max(EventRow.sequence))) or 0)
+        with self._write_lock:
+            return self._last_sequence
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

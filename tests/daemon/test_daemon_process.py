@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -237,6 +239,12 @@ def test_daemon_on_postgresql_runs_and_survives_a_restart(
                     ],
                 )
             )
+        # A second daemon (another state directory) may not write the same database.
+        with contextlib.ExitStack() as stack:
+            other_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(dir="/tmp")))
+            other = DaemonHandle(other_dir, [f"--db_url={url}"])
+            with pytest.raises(daemon_process.DaemonStartError, match="another launcher daemon"):
+                other.start()
         handle.kill()  # while both jobs sleep
         client = handle.start()
         units = handle.wait_all_final(experiment.id, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from launcher_server.errors import (
     StoreVersionError,
 )
 from launcher_server.store import migrate
+from launcher_server.store.claim import StoreInUseError
 from launcher_server.store.models import Base
 from launcher_server.store.store import Store
 from tests.support.postgres import PostgresServer
@@ -37,7 +39,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(store_url: str) -> Iterator[Store]:
     opened = Store.open(store_url)
     yield opened
-    opened.close()
+    with contextlib.suppress(Exception):  # a test may have closed it already
+        opened.close()
 
 
 def _job(name: str = "main", *args: str) -> pb.Job:
@@ -444,3 +447,22 @@ def _raise_on_event_insert(*event_args: object) -> None:
     statement = str(event_args[2])  # (connection, cursor, statement, parameters, ...)
     if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
         raise RuntimeError("simulated failure while appending an event")
+
+
+def test_one_daemon_writes_a_database_at_a_time(store: Store, store_url: str) -> None:
+    with pytest.raises(StoreInUseError, match="another launcher daemon is using the database"):
+        Store.open(store_url)
+    store.close()
+    Store.open(store_url).close()  # released with the first one
+
+
+def test_events_are_numbered_without_gaps_in_commit_order(store: Store) -> None:
+    experiment = _experiment(store)
+    for i in range(3):
+        _add(store, experiment.id, f"r{i}")
+    store.apply_observations(
+        [JobObservation(JobKey(experiment.id, i, "main"), pb.JOB_STATE_RUNNING) for i in (1, 2, 3)]
+    )
+    sequences = [event.sequence for event in store.events_after(0)]
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert store.last_event_sequence() == sequences[-1]

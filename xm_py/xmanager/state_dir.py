@@ -68,9 +68,9 @@ class StateDir:
         return self.root / "jobs"
 
     @property
-    def notify_socket(self) -> Path:
-        """Datagram socket on which job supervisors announce starts and exits."""
-        return self.root / "run" / "notify.sock"
+    def run(self) -> Path:
+        """Sockets of the daemon and its job supervisors, and the supervisors' log."""
+        return self.root / "run"
 
     def job_dir(self, experiment_id: int, work_unit_id: int, job_name: str) -> Path:
         return self.jobs / str(experiment_id) / str(work_unit_id) / job_name
@@ -78,5 +78,5 @@ class StateDir:
     def create(self) -> None:
         """Creates the directory, private to the user."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.root / "run").mkdir(mode=0o700, exist_ok=True)
+        self.run.mkdir(mode=0o700, exist_ok=True)
         self.jobs.mkdir(mode=0o700, exist_ok=True)

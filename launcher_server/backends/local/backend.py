@@ -1,9 +1,9 @@
-"""The local process backend: binaries on the daemon's machine, each under a supervisor.
+"""The local process backend: binaries on the daemon's machine, run by a job supervisor.
 
-The handle of a job is its job directory, where its supervisor keeps its records. The backend
-learns about starts and exits from datagrams the supervisors send to the notify socket, and
-reads the records to know what happened; a slow poll over the jobs it follows catches any
-datagram lost while the daemon was busy or away.
+The handle of a job is its job directory, where the supervisor keeps its records. The backend
+learns about starts and exits from the datagrams supervisors send to the notify socket (each
+carries the record it announces), and a slow poll over the jobs it follows reads the records
+themselves, which catches any datagram lost while the daemon was busy or away.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 from launcher_server.backends.base import (
     Backend,
@@ -31,8 +31,7 @@ from launcher_server.backends.base import (
     LaunchSpec,
     ReportFn,
 )
-from launcher_server.backends.local import records
-from launcher_server.backends.local.supervisor import Request
+from launcher_server.backends.local import records, supervisor
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -56,22 +55,23 @@ class LocalProcessBackend(Backend):
         jobs_root: Path,
         report: ReportFn,
         *,
-        notify_socket: Path,
+        run_dir: Path,
         log_cap_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._jobs_root = jobs_root
         self._report = report
         self._log_cap = log_cap_bytes
-        self._notify_path = notify_socket
+        self._run_dir = run_dir
+        self._notify_path = supervisor.notify_path(run_dir)
         self._lock = threading.Lock()
-        self._spawner: subprocess.Popen[bytes] | None = None
+        self._supervisor: subprocess.Popen[bytes] | None = None
         self._followed: dict[JobKey, _Followed] = {}
         self._digests: dict[tuple[str, int, int, int], str] = {}
         self._closed = threading.Event()
-        notify_socket.parent.mkdir(parents=True, exist_ok=True)
-        notify_socket.unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._notify_path.unlink(missing_ok=True)
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(notify_socket))
+        self._socket.bind(str(self._notify_path))
         # Bursts of thousands of short jobs: room for their datagrams.
         with contextlib.suppress(OSError):
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
@@ -96,20 +96,19 @@ class LocalProcessBackend(Backend):
             raise ValueError(f"{path} is missing or not executable")
         if binary.sha256 and self._sha256(path) != binary.sha256:
             raise ValueError(f"binary {path} changed since it was packaged; package it again")
-        spec.job_dir.mkdir(parents=True, exist_ok=True)
         env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
         env.update(spec.env)
-        request = Request(
+        request = supervisor.Request(
             key=[spec.key.experiment_id, spec.key.work_unit_id, spec.key.job_name],
             argv=[path, *spec.args],
             env=env,
             job_dir=str(spec.job_dir),
             log_cap=self._log_cap,
-            notify=str(self._notify_path),
         )
+        body = json.dumps(dataclasses.asdict(request)).encode()
         with self._lock:
             self._followed[spec.key] = _Followed(spec.job_dir)
-            self._send(json.dumps(dataclasses.asdict(request)).encode())
+            self._send(struct.pack(">I", len(body)) + body)
         return str(spec.job_dir)
 
     def _sha256(self, path: str) -> str:
@@ -123,25 +122,37 @@ class LocalProcessBackend(Backend):
             self._digests[identity] = digest
         return digest
 
-    def _send(self, body: bytes) -> None:
-        """Writes a request to the spawner, (re)starting it if needed. Holds self._lock."""
+    def _send(self, frame: bytes) -> None:
+        """Writes a request to this daemon's supervisor, (re)starting it if needed.
+
+        Holds self._lock. A supervisor that died (it should not) is replaced; the jobs it had
+        are found LOST by the poll.
+        """
         for attempt in range(2):
-            spawner = self._spawner
-            if spawner is None or spawner.poll() is not None:
-                spawner = self._spawner = subprocess.Popen(
-                    [sys.executable, "-m", "launcher_server.backends.local.spawner"],
-                    stdin=subprocess.PIPE,
-                    close_fds=True,
-                    cwd="/",
-                )
-            assert spawner.stdin is not None
+            process = self._supervisor
+            if process is None or process.poll() is not None:
+                process = self._supervisor = self._start_supervisor()
+            assert process.stdin is not None
             try:
-                spawner.stdin.write(struct.pack(">I", len(body)) + body)
-                spawner.stdin.flush()
+                process.stdin.write(frame)
+                process.stdin.flush()
                 return
             except BrokenPipeError:
                 if attempt:
-                    raise BackendUnavailableError("the local job spawner keeps dying") from None
+                    raise BackendUnavailableError("the local job supervisor keeps dying") from None
+
+    def _start_supervisor(self) -> subprocess.Popen[bytes]:
+        log: IO[bytes]
+        with open(self._run_dir / "supervisor.log", "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", supervisor.__name__, f"--run_dir={self._run_dir}"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                close_fds=True,
+                start_new_session=True,  # not in the daemon's process group: it outlives it
+                cwd="/",
+            )
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -152,54 +163,65 @@ class LocalProcessBackend(Backend):
             except OSError:
                 return
             try:
-                key = JobKey(*json.loads(data)["key"])
+                message = json.loads(data)
+                key = JobKey(*message["key"])
+                event, record = message["event"], message["record"]
             except (ValueError, KeyError, TypeError):
                 continue
-            with self._lock:
-                followed = self._followed.get(key)
-            if followed is not None:
-                self._check(key, followed)
+            if event == "started":
+                self._on_started(key, records.Started(**record))
+            elif event == "exited":
+                self._on_exited(key, records.Exited(**record))
+
+    def _on_started(self, key: JobKey, started: records.Started) -> None:
+        with self._lock:
+            entry = self._followed.get(key)
+            if entry is None or entry.started_reported:
+                return
+            entry.started_reported = True
+        self._report(
+            JobObservation(
+                key,
+                pb.JOB_STATE_RUNNING,
+                native_state="running",
+                start_time=records.parse_time(started.start_time),
+            )
+        )
+
+    def _on_exited(self, key: JobKey, exited: records.Exited) -> None:
+        with self._lock:
+            if self._followed.pop(key, None) is None:
+                return  # reported already (by the poll)
+        self._report(final_observation(key, exited))
 
     def _poll(self) -> None:
         while not self._closed.wait(_POLL_SECONDS):
             with self._lock:
                 followed = list(self._followed.items())
+            alive: dict[tuple[int, int], bool] = {}
             for key, entry in followed:
-                self._check(key, entry, polling=True)
+                self._check(key, entry, alive)
 
-    def _check(self, key: JobKey, entry: _Followed, *, polling: bool = False) -> None:
+    def _check(self, key: JobKey, entry: _Followed, alive: dict[tuple[int, int], bool]) -> None:
         """Reports what the records say that was not reported yet."""
         exited = records.read_exited(entry.job_dir)
-        started = records.read_started(entry.job_dir)
         if exited is not None:
-            with self._lock:
-                if self._followed.pop(key, None) is None:
-                    return  # reported already, by the other thread
-            self._report(final_observation(key, exited, started))
+            self._on_exited(key, exited)
             return
+        started = records.read_started(entry.job_dir)
         if started is None:
             return
-        if not entry.started_reported:
-            entry.started_reported = True
-            self._report(
-                JobObservation(
-                    key,
-                    pb.JOB_STATE_RUNNING,
-                    native_state="running",
-                    start_time=records.parse_time(started.start_time),
-                )
-            )
-        if polling and not records.supervisor_alive(started):
+        self._on_started(key, started)
+        identity = (started.supervisor_pid, started.supervisor_ticks)
+        if identity not in alive:
+            alive[identity] = records.supervisor_alive(started)
+        if not alive[identity]:
             # Re-read: the supervisor may have written its record just before exiting.
             exited = records.read_exited(entry.job_dir)
             with self._lock:
                 if self._followed.pop(key, None) is None:
                     return
-            self._report(
-                final_observation(key, exited, started)
-                if exited is not None
-                else lost(key, started)
-            )
+            self._report(final_observation(key, exited) if exited else lost(key, started))
 
     # -- cancelling and re-attaching -------------------------------------------------------------
 
@@ -208,15 +230,21 @@ class LocalProcessBackend(Backend):
         if records.read_exited(job_dir) is not None:
             return
         job_dir.mkdir(parents=True, exist_ok=True)
+        # The intent is recorded first: a supervisor that starts the job later stops it at once.
         records.write_atomic(
-            job_dir / records.CANCEL, {"grace_seconds": grace_period.total_seconds()}
+            job_dir / records.CANCEL,
+            {"grace_seconds": grace_period.total_seconds(), "requested_at": records.now()},
         )
         started = records.read_started(job_dir)
         if started is None:
-            return  # the supervisor reads cancel.json as soon as the job runs
+            return
         if records.supervisor_alive(started):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(started.supervisor_pid, signal.SIGTERM)
+            message = json.dumps({"cancel": str(job_dir)}).encode()
+            with (
+                contextlib.suppress(OSError),
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+            ):
+                sock.sendto(message, started.control)
         else:
             # No supervisor left to do it (it should not happen): stop the group directly.
             records.kill_orphaned_job(started)
@@ -226,7 +254,7 @@ class LocalProcessBackend(Backend):
         exited = records.read_exited(job_dir)
         started = records.read_started(job_dir)
         if exited is not None:
-            return final_observation(key, exited, started)
+            return final_observation(key, exited)
         if started is not None and records.supervisor_alive(started):
             with self._lock:
                 self._followed[key] = _Followed(job_dir, started_reported=True)
@@ -239,19 +267,21 @@ class LocalProcessBackend(Backend):
             )
         if started is not None:
             return lost(key, started)
-        if job_dir.exists() and (job_dir / records.LOGS["output"]).exists():
-            # A supervisor started but died before recording the start (kill -9).
-            return JobObservation(
-                key, pb.JOB_STATE_LOST, native_state="vanished", reason="the supervisor vanished"
-            )
+        # Handed to a supervisor that had not started it when the daemon stopped. If that
+        # supervisor still starts it, the cancel recorded here stops it at once.
+        job_dir.mkdir(parents=True, exist_ok=True)
+        records.write_atomic(
+            job_dir / records.CANCEL, {"grace_seconds": 0, "requested_at": records.now()}
+        )
         return JobObservation(
             key,
             pb.JOB_STATE_LOST,
             native_state="never started",
-            reason="the daemon stopped before the job's supervisor started",
+            reason="the daemon stopped before the job's supervisor started it",
         )
 
     def close(self) -> None:
+        """Stops observing. The supervisor keeps running its jobs, then exits by itself."""
         self._closed.set()
         # Closing a socket does not wake a thread blocked in recv() on it: a datagram does.
         with (
@@ -262,18 +292,15 @@ class LocalProcessBackend(Backend):
         self._threads[0].join(timeout=2)
         self._socket.close()
         with self._lock:
-            spawner, self._spawner = self._spawner, None
-        if spawner is not None and spawner.stdin is not None:
-            spawner.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spawner.wait(timeout=5)
-        for thread in self._threads:
+            process, self._supervisor = self._supervisor, None
+        if process is not None and process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()  # end of requests: it finishes its jobs and exits
+        for thread in self._threads[1:]:
             thread.join(timeout=2)
 
 
-def final_observation(
-    key: JobKey, exited: records.Exited, started: records.Started | None
-) -> JobObservation:
+def final_observation(key: JobKey, exited: records.Exited) -> JobObservation:
     if exited.cancelled:
         state = pb.JOB_STATE_CANCELLED
     elif exited.exit_code == 0:
@@ -286,7 +313,7 @@ def final_observation(
         native_state="signaled" if exited.signal else "exited",
         reason=exited.describe() if state != pb.JOB_STATE_SUCCEEDED else "",
         exit_code=exited.shell_exit_code,
-        start_time=records.parse_time(started.start_time) if started else None,
+        start_time=records.parse_time(exited.start_time) if exited.start_time else None,
         end_time=records.parse_time(exited.end_time),
     )
 

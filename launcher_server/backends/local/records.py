@@ -2,9 +2,11 @@
 
 A job directory holds:
 
-    started.json   {supervisor_pid, supervisor_ticks, pid, start_time}  written once the job runs
-    exit.json      {exit_code, signal, end_time, cancelled, reason}       written once it ended
-    cancel.json    {grace_seconds}                                        written by the daemon
+    started.json   {supervisor_pid, supervisor_ticks, pid, start_time, job_ticks, control}
+                   written by the supervisor once the job runs
+    exit.json      {exit_code, signal, end_time, cancelled, reason, start_time}
+                   written by the supervisor once the job ended (or could not start)
+    cancel.json    {grace_seconds, ...}  written by the daemon to ask for a stop
     truncated      present when a log reached its size cap
     stdout.log, stderr.log, output.log (both, interleaved as written)
     workdir/       the job's working directory
@@ -43,6 +45,8 @@ class Started:
     start_time: str
     # The job's own start ticks, to tell its process group from a later one reusing the pid.
     job_ticks: int = 0
+    # The supervisor's control socket (cancel requests).
+    control: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +56,18 @@ class Exited:
     end_time: str
     cancelled: bool = False
     reason: str = ""
+    # When the job started; empty when it never did.
+    start_time: str = ""
 
     @property
-    def shell_exit_code(self) -> int:
-        """The exit code, or 128 + N for death by signal N, as shells report it."""
+    def shell_exit_code(self) -> int | None:
+        """The exit code, or 128 + N for death by signal N, as shells report it; None when the
+        job never ran."""
         if self.exit_code is not None:
             return self.exit_code
-        return 128 + (self.signal or 0)
+        if self.signal is not None:
+            return 128 + self.signal
+        return None
 
     def describe(self) -> str:
         if self.reason:

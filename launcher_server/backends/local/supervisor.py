@@ -1,25 +1,42 @@
-"""The job supervisor: one small process per local job, as conmon is for a container.
+"""The job supervisor: a small process that runs local jobs and records their outcomes, as
+containerd's shim does for the containers of a pod.
 
-It starts the job in a new session (so the job and everything it starts form one process group
-that can be signalled as a whole), pumps its output into size-capped log files, waits for it,
+The daemon starts a supervisor and hands it jobs over a pipe. For each job, the supervisor
+starts the program in a new session (so the job and everything it starts form one process group
+that can be signalled as a whole), copies its output into size-capped log files, waits for it,
 kills whatever the job left behind in its group, records the outcome atomically in the job's
-directory and notifies the daemon. It owes the daemon nothing: it runs in its own session and
-keeps going when the daemon (or the spawner it was forked from) dies, so the outcome is always
-recorded.
+directory and notifies the daemon. It owes the daemon nothing: it runs in its own session and,
+when the daemon stops or dies, goes on supervising the jobs it has until the last one ends, so
+every outcome is recorded. The next daemon starts a supervisor of its own for new jobs and
+reaches the old one only through the job directories and the old one's control socket.
 
-Cancellation: the daemon writes `cancel.json` and sends SIGTERM to the supervisor, which sends
-SIGTERM to the job's group, waits for the grace period, then sends SIGKILL.
+One supervisor for many jobs is what lets the daemon start a thousand jobs a second: a Python
+process per job (conmon's model) costs milliseconds of CPU each.
+
+Protocol:
+- stdin: requests, each a 4-byte big-endian length then a JSON `Request`. End of file means the
+  daemon is gone: finish the running jobs, then exit.
+- control socket (datagrams; its path is in each job's started.json): {"cancel": JOB_DIR} stops
+  a job: SIGTERM to its group, SIGKILL after the grace period its cancel.json names.
+- notify socket (datagrams to the daemon): {"key", "event": "started" or "exited", "record"}.
+- SIGTERM to the supervisor cancels all its jobs, recording them, and then it exits.
+
+    python -m launcher_server.backends.local.supervisor --run_dir=DIR
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
+import heapq
 import json
 import os
 import selectors
 import signal
 import socket
+import struct
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,174 +45,310 @@ from launcher_server.backends.local import records
 from launcher_server.backends.local.logfiles import JobLogs
 
 _READ_SIZE = 1 << 16
-# After the job's main process ends, how long to wait for descendants to release its pipes.
+_HEADER = struct.Struct(">I")
+# After a job's main process ends, how long its descendants may keep its pipes open.
 _DRAIN_SECONDS = 1.0
+_DEFAULT_GRACE_SECONDS = 10.0
+# Reset in every job: the supervisor ignores or handles these, a job must start with defaults.
+_DEFAULT_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGPIPE,
+    signal.SIGCHLD,
+    signal.SIGXFSZ,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    """What the spawner receives for each job (JSON over its stdin)."""
+    """One job to run: what the daemon writes to the supervisor's stdin."""
 
     key: list[Any]
     argv: list[str]
     env: dict[str, str]
     job_dir: str
     log_cap: int
-    notify: str
 
     @classmethod
     def from_json(cls, data: bytes) -> Request:
         return cls(**json.loads(data))
 
 
-class _Supervisor:
-    def __init__(self, request: Request) -> None:
-        self.request = request
-        self.job_dir = Path(request.job_dir)
-        self.cancel_deadline: float | None = None
-        self.cancelled = False
-        self.killed = False
+def notify_path(run_dir: Path) -> Path:
+    """Where the daemon listens for the supervisors' datagrams."""
+    return run_dir / "notify.sock"
 
-    def run(self) -> None:
-        request = self.request
+
+def control_path(run_dir: Path, pid: int) -> Path:
+    return run_dir / f"supervisor-{pid}.sock"
+
+
+@dataclasses.dataclass
+class _Job:
+    request: Request
+    job_dir: Path
+    pid: int
+    pidfd: int
+    logs: JobLogs
+    start_time: str
+    pipes: dict[int, str]
+    status: int | None = None
+    cancelled: bool = False
+    killed: bool = False
+    kill_at: float | None = None
+    drain_until: float | None = None
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path) -> None:
+        self._run_dir = run_dir
+        self._notify = str(notify_path(run_dir))
+        self._control_path = control_path(run_dir, os.getpid())
+        self._selector = selectors.DefaultSelector()
+        self._jobs: dict[int, _Job] = {}  # by pid
+        self._by_dir: dict[str, _Job] = {}
+        self._timers: list[tuple[float, int]] = []  # (deadline, pid)
+        self._input = bytearray()
+        self._input_open = True
+        self._stopping = False
+        self._ticks = records.process_ticks(os.getpid()) or 0
+        self._devnull = os.open(os.devnull, os.O_RDONLY)
+        self._outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, stdin: int) -> None:
         wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_w, False)
         signal.set_wakeup_fd(wakeup_w)
         signal.signal(signal.SIGTERM, lambda *_: None)  # handled through the wakeup fd
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        # The spawner forks with SIGTERM blocked, so that a cancel arriving this early waits
-        # for the handler instead of killing the supervisor.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self._control_path.unlink(missing_ok=True)
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        control.bind(str(self._control_path))
+        os.set_blocking(stdin, False)
+        self._selector.register(stdin, selectors.EVENT_READ, ("stdin", None))
+        self._selector.register(control, selectors.EVENT_READ, ("control", None))
+        self._selector.register(wakeup_r, selectors.EVENT_READ, ("wakeup", None))
+        try:
+            while self._input_open or self._jobs:
+                for key, _ in self._selector.select(self._timeout()):
+                    kind, job = key.data
+                    if kind == "stdin":
+                        self._read_requests(stdin)
+                    elif kind == "control":
+                        self._control(control.recv(65536))
+                    elif kind == "wakeup":
+                        if signal.SIGTERM in os.read(wakeup_r, 512):
+                            self._stop_all()
+                    elif kind == "pidfd":
+                        self._reap(job)
+                    else:
+                        self._copy(job, key.fd)
+                self._run_timers()
+        finally:
+            control.close()
+            self._control_path.unlink(missing_ok=True)
+
+    def _timeout(self) -> float | None:
+        if not self._timers:
+            return None
+        return max(0.0, self._timers[0][0] - time.monotonic())
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, pid = heapq.heappop(self._timers)
+            job = self._jobs.get(pid)
+            if job is None:
+                continue
+            if job.status is None and job.kill_at is not None and job.kill_at <= now:
+                job.killed = True
+                _kill_group(job.pid, signal.SIGKILL)
+            elif job.drain_until is not None and job.drain_until <= now:
+                # Something that escaped the group holds the pipes: stop copying.
+                self._finish(job)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _read_requests(self, stdin: int) -> None:
+        try:
+            data = os.read(stdin, _READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self._input_open = False
+            self._selector.unregister(stdin)
+            return
+        self._input += data
+        while len(self._input) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._input)
+            if len(self._input) < _HEADER.size + size:
+                return
+            body = bytes(self._input[_HEADER.size : _HEADER.size + size])
+            del self._input[: _HEADER.size + size]
+            request = Request.from_json(body)
+            if self._stopping:
+                self._refuse(request, "the supervisor is stopping")
+            else:
+                self._start(request)
+
+    def _control(self, data: bytes) -> None:
+        try:
+            job_dir = json.loads(data)["cancel"]
+        except (ValueError, KeyError, TypeError):
+            return
+        job = self._by_dir.get(job_dir)
+        if job is not None:
+            self._begin_cancel(job)
+
+    # -- a job's life ----------------------------------------------------------------------
+
+    def _start(self, request: Request) -> None:
+        job_dir = Path(request.job_dir)
+        workdir = job_dir / records.WORKDIR
+        workdir.mkdir(parents=True, exist_ok=True)
+        logs = JobLogs(job_dir, request.log_cap)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        logs = JobLogs(self.job_dir, request.log_cap)
-        workdir = self.job_dir / records.WORKDIR
-        workdir.mkdir(exist_ok=True)
-        os.chdir(workdir)
-        devnull = os.open(os.devnull, os.O_RDONLY)
         try:
+            os.chdir(workdir)  # posix_spawn has no chdir action: the job inherits this one
             pid = os.posix_spawn(
                 request.argv[0],
                 request.argv,
                 request.env,
                 file_actions=[
-                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, self._devnull, 0),
                     (os.POSIX_SPAWN_DUP2, out_w, 1),
                     (os.POSIX_SPAWN_DUP2, err_w, 2),
                 ],
                 setsid=True,
-                setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE),
+                setsigdef=_DEFAULT_SIGNALS,
                 setsigmask=(),
             )
         except OSError as error:
+            for fd in (out_r, err_r):
+                os.close(fd)
             logs.write("stderr", f"launcher: cannot execute {request.argv[0]}: {error}\n".encode())
             logs.close()
-            self._finish(
-                records.Exited(127, None, records.now(), reason=f"cannot execute: {error}")
+            self._record_exit(
+                request, records.Exited(127, None, records.now(), reason=f"cannot execute: {error}")
             )
             return
         finally:
-            for fd in (out_w, err_w, devnull):
-                os.close(fd)
-        records.write_atomic(
-            self.job_dir / records.STARTED,
-            dataclasses.asdict(
-                records.Started(
-                    supervisor_pid=os.getpid(),
-                    supervisor_ticks=records.process_ticks(os.getpid()) or 0,
-                    pid=pid,
-                    start_time=records.now(),
-                    job_ticks=records.process_ticks(pid) or 0,
-                )
-            ),
+            os.chdir("/")
+            os.close(out_w)
+            os.close(err_w)
+        start_time = records.now()
+        pidfd = os.pidfd_open(pid)
+        job = _Job(
+            request,
+            job_dir,
+            pid,
+            pidfd,
+            logs,
+            start_time,
+            pipes={out_r: "stdout", err_r: "stderr"},
         )
-        self._notify("started")
-        if records.read_cancel_grace(self.job_dir) is not None:
-            self._begin_cancel(pid)  # cancelled before it even started
-        status = self._pump(pid, {out_r: "stdout", err_r: "stderr"}, wakeup_r, logs)
-        logs.close()
-        code = os.waitstatus_to_exitcode(status)
+        self._jobs[pid] = job
+        self._by_dir[request.job_dir] = job
+        for fd in job.pipes:
+            self._selector.register(fd, selectors.EVENT_READ, ("pipe", job))
+        self._selector.register(pidfd, selectors.EVENT_READ, ("pidfd", job))
+        started = dataclasses.asdict(
+            records.Started(
+                supervisor_pid=os.getpid(),
+                supervisor_ticks=self._ticks,
+                pid=pid,
+                start_time=start_time,
+                job_ticks=records.process_ticks(pid) or 0,
+                control=str(self._control_path),
+            )
+        )
+        records.write_atomic(job_dir / records.STARTED, started)
+        self._send(request.key, "started", started)
+        # A cancel that came before the job ran (its cancel.json was there already).
+        if self._stopping or records.read_cancel_grace(job_dir) is not None:
+            self._begin_cancel(job)
+
+    def _copy(self, job: _Job, fd: int) -> None:
+        data = os.read(fd, _READ_SIZE)
+        if data:
+            job.logs.write(job.pipes[fd], data)
+            return
+        self._close_pipe(job, fd)
+        if job.status is not None and not job.pipes:
+            self._finish(job)
+
+    def _close_pipe(self, job: _Job, fd: int) -> None:
+        self._selector.unregister(fd)
+        os.close(fd)
+        del job.pipes[fd]
+
+    def _reap(self, job: _Job) -> None:
+        self._selector.unregister(job.pidfd)
+        os.close(job.pidfd)
+        _, job.status = os.waitpid(job.pid, 0)
+        # Whatever the job started and left in its group goes with it.
+        _kill_group(job.pid, signal.SIGKILL)
+        if not job.pipes:
+            self._finish(job)
+            return
+        job.drain_until = time.monotonic() + _DRAIN_SECONDS
+        heapq.heappush(self._timers, (job.drain_until, job.pid))
+
+    def _begin_cancel(self, job: _Job) -> None:
+        if job.cancelled or job.status is not None:
+            return
+        grace = records.read_cancel_grace(job.job_dir)
+        job.cancelled = True
+        job.kill_at = time.monotonic() + (grace if grace is not None else _DEFAULT_GRACE_SECONDS)
+        heapq.heappush(self._timers, (job.kill_at, job.pid))
+        _kill_group(job.pid, signal.SIGTERM)
+
+    def _stop_all(self) -> None:
+        self._stopping = True
+        for job in list(self._jobs.values()):
+            self._begin_cancel(job)
+
+    def _finish(self, job: _Job) -> None:
+        for fd in list(job.pipes):
+            self._close_pipe(job, fd)
+        job.logs.close()
+        del self._jobs[job.pid]
+        self._by_dir.pop(job.request.job_dir, None)
+        assert job.status is not None
+        code = os.waitstatus_to_exitcode(job.status)
         exited = records.Exited(
             exit_code=code if code >= 0 else None,
             signal=-code if code < 0 else None,
             end_time=records.now(),
-            cancelled=self.cancelled,
-            reason="",
+            cancelled=job.cancelled,
+            start_time=job.start_time,
         )
-        self._finish(exited)
+        self._record_exit(job.request, exited)
 
-    def _pump(self, pid: int, pipes: dict[int, str], wakeup: int, logs: JobLogs) -> int:
-        """Copies output until the job ends (and its pipes drain); returns its wait status."""
-        selector = selectors.DefaultSelector()
-        for fd in pipes:
-            selector.register(fd, selectors.EVENT_READ)
-        pidfd = os.pidfd_open(pid)
-        selector.register(pidfd, selectors.EVENT_READ)
-        selector.register(wakeup, selectors.EVENT_READ)
-        status: int | None = None
-        drain_deadline: float | None = None
-        while pipes or status is None:
-            timeout = None
-            now = time.monotonic()
-            if self.cancel_deadline is not None and status is None:
-                timeout = max(0.0, self.cancel_deadline - now)
-            if drain_deadline is not None:
-                remaining = max(0.0, drain_deadline - now)
-                timeout = remaining if timeout is None else min(timeout, remaining)
-                if remaining == 0:
-                    break  # something that escaped the group holds the pipes: stop copying
-            for key, _ in selector.select(timeout):
-                fd = key.fd
-                if fd == pidfd:
-                    selector.unregister(pidfd)
-                    _, status = os.waitpid(pid, 0)
-                    # Whatever the job started and left in its group goes with it.
-                    _kill_group(pid, signal.SIGKILL)
-                    drain_deadline = time.monotonic() + _DRAIN_SECONDS
-                elif fd == wakeup:
-                    signals = os.read(wakeup, 512)
-                    if signal.SIGTERM in signals and status is None:
-                        self._begin_cancel(pid)
-                else:
-                    data = os.read(fd, _READ_SIZE)
-                    if data:
-                        logs.write(pipes[fd], data)
-                    else:
-                        selector.unregister(fd)
-                        os.close(fd)
-                        del pipes[fd]
-            if (
-                status is None
-                and self.cancel_deadline is not None
-                and time.monotonic() >= self.cancel_deadline
-                and not self.killed
-            ):
-                self.killed = True
-                _kill_group(pid, signal.SIGKILL)
-        os.close(pidfd)
-        assert status is not None
-        return status
+    def _refuse(self, request: Request, reason: str) -> None:
+        Path(request.job_dir).mkdir(parents=True, exist_ok=True)
+        self._record_exit(
+            request, records.Exited(None, None, records.now(), cancelled=True, reason=reason)
+        )
 
-    def _begin_cancel(self, pid: int) -> None:
-        if self.cancelled:
-            return
-        grace = records.read_cancel_grace(self.job_dir)
-        self.cancelled = True
-        self.cancel_deadline = time.monotonic() + (grace if grace is not None else 10.0)
-        _kill_group(pid, signal.SIGTERM)
+    def _record_exit(self, request: Request, exited: records.Exited) -> None:
+        record = dataclasses.asdict(exited)
+        records.write_atomic(Path(request.job_dir) / records.EXITED, record)
+        self._send(request.key, "exited", record)
 
-    def _finish(self, exited: records.Exited) -> None:
-        records.write_atomic(self.job_dir / records.EXITED, dataclasses.asdict(exited))
-        self._notify("exited")
-
-    def _notify(self, event: str) -> None:
-        message = json.dumps({"key": self.request.key, "event": event}).encode()
-        with (
-            contextlib.suppress(OSError),  # no daemon listening: the records are the truth
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
-        ):
-            sock.sendto(message, self.request.notify)
+    def _send(self, key: list[Any], event: str, record: dict[str, Any]) -> None:
+        message = json.dumps({"key": key, "event": event, "record": record}).encode()
+        # No daemon listening, or its buffer full: the records are the truth, it polls them.
+        with contextlib.suppress(OSError):
+            self._outbox.sendto(message, self._notify)
 
 
 def _kill_group(pgid: int, signum: int) -> None:
@@ -203,17 +356,13 @@ def _kill_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def supervise(request: Request) -> None:
-    """Runs in a freshly forked child of the spawner; never returns."""
-    code = 0
-    try:
-        os.setsid()  # detach from the daemon's session: the supervisor outlives it
-        _Supervisor(request).run()
-    except BaseException:  # the child must never return into the spawner's loop
-        code = 1
-        with contextlib.suppress(Exception):
-            import traceback  # noqa: PLC0415  # only on this rare path
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Runs local jobs for the launcher daemon.")
+    parser.add_argument("--run_dir", required=True, type=Path)
+    args = parser.parse_args()
+    os.chdir("/")
+    Supervisor(args.run_dir).run(sys.stdin.fileno())
 
-            (Path(request.job_dir) / "supervisor-error.txt").write_text(traceback.format_exc())
-    finally:
-        os._exit(code)
+
+if __name__ == "__main__":
+    main()
