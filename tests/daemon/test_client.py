@@ -241,3 +241,25 @@ def test_cli_cancel_and_logs_follow(shared_daemon: DaemonHandle, tmp_path: Path)
     bad = run_cli(["cancel", "abc"], env=env)
     assert bad.returncode == 2
     assert "integers" in bad.stderr
+
+
+def test_cli_launch_reports_a_refused_unit_in_one_line(
+    shared_daemon: DaemonHandle, tmp_path: Path
+) -> None:
+    script = tmp_path / "launch.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from xmanager import xm, xm_local
+            with xm_local.create_experiment(experiment_title='refused') as experiment:
+                [executable] = experiment.package([xm.Packageable(
+                    xm.Container(image_path='trainer:latest'), xm_local.Kubernetes.Spec())])
+                experiment.add(xm.Job(executable, xm_local.Kubernetes()))
+            """
+        )
+    )
+    result = run_cli(["launch", str(script)], env=shared_daemon.env())
+    assert result.returncode == 1
+    assert result.stderr.startswith("xmanager: FAILED_PRECONDITION:")
+    assert "not available in this version" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr

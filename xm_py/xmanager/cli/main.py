@@ -31,6 +31,8 @@ from xmanager.client.connection import (
 )
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
+from xmanager.xm_local.packaging import PackagingError
+from xmanager.xm_local.submitter import WorkUnitRejectedError
 
 # The command's own flags live apart from absl's global FLAGS, which belong to launch scripts
 # (a script may define --limit or --follow without clashing with this command).
@@ -108,8 +110,9 @@ def cmd_launch(args: Sequence[str]) -> int:
     sys.path.insert(0, os.path.dirname(path))
     try:
         runpy.run_path(path, run_name="__main__")
-    except xm.ExperimentUnitError as error:
-        # The experiment ran, and some of its units did not succeed: not a bug in the script.
+    except (xm.ExperimentUnitError, WorkUnitRejectedError, PackagingError) as error:
+        # Units that did not succeed, a refused unit, an executable that could not be
+        # packaged: the message says it all; a traceback into this package would not help.
         print(f"xmanager: {error}", file=sys.stderr)
         return 1
     except SystemExit as exit_:
