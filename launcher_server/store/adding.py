@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from launcher_server.errors import AlreadyExistsError, LauncherError, NotFoundError
 from launcher_server.store import conversions
+from launcher_server.store.active import new_unit_status
 from launcher_server.store.batch import Transaction, WatchUpdate, chunks
 from launcher_server.store.models import (
     EVENTS,
@@ -75,6 +76,9 @@ def add_work_units(
             for position, job in enumerate(request.jobs)
         )
         created[key] = _new_unit_message(request, key, at)
+        transaction.unit_statuses[key] = new_unit_status(
+            unit_rows[-1], job_rows[len(job_rows) - len(request.jobs) :]
+        )
     if created:
         # Core executemany statements: the ORM's bulk machinery costs more than the SQL here.
         session.execute(UNITS.insert(), unit_rows)

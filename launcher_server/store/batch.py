@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from launcher_server.store.active import UnitStatus
 
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
@@ -38,6 +41,8 @@ class Transaction:
         self.session = session
         self.last_sequence = last_sequence
         self.updates: list[WatchUpdate] = []
+        # Statuses of units as this transaction leaves them, for the in-memory mirror.
+        self.unit_statuses: dict[tuple[int, int], UnitStatus] = {}
 
     def next_sequence(self) -> int:
         """The next event's number: the daemon, the only writer, numbers events in order."""

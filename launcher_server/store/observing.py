@@ -7,61 +7,36 @@ multi-row INSERT of events, so thousands of status changes a second fit in a few
 
 from __future__ import annotations
 
-import collections
 import datetime
 import logging
 import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 
 from launcher_server import aggregation
 from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.store import conversions
-from launcher_server.store.batch import Transaction, WatchUpdate, chunks
-from launcher_server.store.models import EVENTS, JOBS, UNITS, JobRow, WorkUnitRow
+from launcher_server.store.active import ActiveUnits, UnitStatus, load
+from launcher_server.store.batch import Transaction, WatchUpdate
+from launcher_server.store.models import EVENTS, JOBS, UNITS
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
 
 UnitKey = tuple[int, int]
 
-_JOB_STATUS = (
-    JobRow.experiment_id,
-    JobRow.work_unit_id,
-    JobRow.name,
-    JobRow.position,
-    JobRow.state,
-    JobRow.native_state,
-    JobRow.reason,
-    JobRow.exit_code,
-    JobRow.start_time,
-    JobRow.end_time,
-    JobRow.update_time,
-    JobRow.backend_handle,
-)
-_UNIT_STATUS = (
-    WorkUnitRow.experiment_id,
-    WorkUnitRow.work_unit_id,
-    WorkUnitRow.state,
-    WorkUnitRow.native_state,
-    WorkUnitRow.reason,
-    WorkUnitRow.exit_code,
-    WorkUnitRow.start_time,
-    WorkUnitRow.end_time,
-    WorkUnitRow.update_time,
-)
-
 
 def apply_observations(
     transaction: Transaction,
+    active: ActiveUnits,
     observations: Sequence[JobObservation],
     handles: Mapping[JobKey, str],
     at: datetime.datetime,
 ) -> None:
-    """Applies the observations in order; returns one watch update per event appended.
+    """Applies the observations in order, appending events and watch updates to the transaction.
 
     A job in a final state never changes again; an observation that changes nothing is
     ignored; an empty reason keeps the job's current one. Each change of a job appends a JOB
@@ -71,16 +46,21 @@ def apply_observations(
     if not keys:
         return
     session = transaction.session
-    jobs, units = _load(session, sorted({(k.experiment_id, k.work_unit_id) for k in keys}))
+    unit_keys = {(k.experiment_id, k.work_unit_id) for k in keys}
+    units = active.copies(unit_keys)
+    missing = sorted(unit_keys - units.keys())
+    if missing:  # units final already (late or repeated observations), or unknown
+        units.update(load(session, missing))
     changed_jobs: dict[JobKey, types.SimpleNamespace] = {}
     for key, handle in handles.items():
-        if key in jobs:
-            jobs[key].backend_handle = handle
-            changed_jobs[key] = jobs[key]
+        job = _job(units, key)
+        if job is not None and job.backend_handle != handle:
+            job.backend_handle = handle
+            changed_jobs[key] = job
     events: list[dict[str, Any]] = []
     touched: set[UnitKey] = set()
     for observation in observations:
-        job = jobs.get(observation.key)
+        job = _job(units, observation.key)
         if job is None:
             _log.warning("observation for unknown job %s ignored", observation.key)
             continue
@@ -102,12 +82,10 @@ def apply_observations(
             )
         )
         touched.add((job.experiment_id, job.work_unit_id))
-    jobs_by_unit: dict[UnitKey, list[types.SimpleNamespace]] = collections.defaultdict(list)
-    for job in jobs.values():
-        jobs_by_unit[(job.experiment_id, job.work_unit_id)].append(job)
     changed_units = []
     for unit_key in sorted(touched):
-        unit = units[unit_key]
+        status = units[unit_key]
+        unit = status.unit
         facts = aggregation.aggregate_facts(
             [
                 aggregation.JobFacts(
@@ -118,7 +96,7 @@ def apply_observations(
                     conversions.utc(j.start_time),
                     conversions.utc(j.end_time),
                 )
-                for j in jobs_by_unit[unit_key]
+                for j in status.jobs.values()
             ]
         )
         if facts.state == unit.state and facts.reason == unit.reason:
@@ -149,13 +127,18 @@ def apply_observations(
         session.execute(_UPDATE_JOB, [_job_values(job) for job in changed_jobs.values()])
     if changed_units:
         session.execute(_UPDATE_UNIT, [_unit_values(unit) for unit in changed_units])
+    for job_key in changed_jobs:
+        unit_key = (job_key.experiment_id, job_key.work_unit_id)
+        transaction.unit_statuses[unit_key] = units[unit_key]
     if not events:
         return
     for event in events:
         event["sequence"] = transaction.next_sequence()
     session.execute(EVENTS.insert(), events)
     statuses = {
-        unit_key: conversions.unit_status_message(units[unit_key], jobs_by_unit[unit_key])
+        unit_key: conversions.unit_status_message(
+            units[unit_key].unit, units[unit_key].jobs.values()
+        )
         for unit_key in touched
     }
     transaction.updates.extend(
@@ -165,6 +148,11 @@ def apply_observations(
         )
         for event in events
     )
+
+
+def _job(units: Mapping[UnitKey, UnitStatus], key: JobKey) -> types.SimpleNamespace | None:
+    status = units.get((key.experiment_id, key.work_unit_id))
+    return None if status is None else status.jobs.get(key.job_name)
 
 
 # Bound parameters named like columns set them; the keys are matched by the k_* parameters.
@@ -177,27 +165,6 @@ _UPDATE_UNIT = UNITS.update().where(
     UNITS.c.experiment_id == bindparam("k_experiment_id"),
     UNITS.c.work_unit_id == bindparam("k_work_unit_id"),
 )
-
-
-def _load(
-    session: Session, unit_keys: Sequence[UnitKey]
-) -> tuple[dict[JobKey, types.SimpleNamespace], dict[UnitKey, types.SimpleNamespace]]:
-    jobs: dict[JobKey, types.SimpleNamespace] = {}
-    units: dict[UnitKey, types.SimpleNamespace] = {}
-    for chunk in chunks(unit_keys):
-        for row in session.execute(
-            select(*_JOB_STATUS).where(tuple_(JobRow.experiment_id, JobRow.work_unit_id).in_(chunk))
-        ):
-            job = types.SimpleNamespace(**row._asdict())
-            jobs[JobKey(job.experiment_id, job.work_unit_id, job.name)] = job
-        for unit_row in session.execute(
-            select(*_UNIT_STATUS).where(
-                tuple_(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).in_(chunk)
-            )
-        ):
-            unit = types.SimpleNamespace(**unit_row._asdict())
-            units[(unit.experiment_id, unit.work_unit_id)] = unit
-    return jobs, units
 
 
 def _changes(job: types.SimpleNamespace, observation: JobObservation) -> bool:
@@ -282,8 +249,7 @@ def _unit_values(unit: types.SimpleNamespace) -> dict[str, Any]:
 
 def load_statuses(session: Session, unit_keys: Sequence[UnitKey]) -> dict[UnitKey, pb.WorkUnit]:
     """Units' statuses with their jobs' names and statuses, as watchers get them."""
-    jobs, units = _load(session, unit_keys)
-    by_unit: dict[UnitKey, list[types.SimpleNamespace]] = collections.defaultdict(list)
-    for job in jobs.values():
-        by_unit[(job.experiment_id, job.work_unit_id)].append(job)
-    return {key: conversions.unit_status_message(unit, by_unit[key]) for key, unit in units.items()}
+    return {
+        key: conversions.unit_status_message(status.unit, status.jobs.values())
+        for key, status in load(session, unit_keys).items()
+    }

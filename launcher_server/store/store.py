@@ -24,6 +24,7 @@ from launcher_server import aggregation
 from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
 from launcher_server.store import adding, conversions, migrate, observing
+from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
 from launcher_server.store.claim import WriterClaim
 from launcher_server.store.models import EVENTS, JOBS, EventRow, ExperimentRow, JobRow, WorkUnitRow
@@ -50,6 +51,7 @@ class Store:
         self._publish: Callable[[Sequence[WatchUpdate]], None] = lambda updates: None
         with self._read() as session:
             self._last_sequence = int(session.scalar(select(func.max(EventRow.sequence))) or 0)
+            self._active = ActiveUnits.from_database(session)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -96,7 +98,9 @@ class Store:
             with self._sessions() as session, session.begin():
                 transaction = Transaction(session, self._last_sequence)
                 yield transaction
-            self._last_sequence = transaction.last_sequence  # committed: the numbers are taken
+            # Committed: the event numbers are taken, the statuses are the database's.
+            self._last_sequence = transaction.last_sequence
+            self._active.commit(transaction.unit_statuses)
             if transaction.updates:
                 self._publish(transaction.updates)
 
@@ -383,7 +387,7 @@ class Store:
         with its unit's status after the batch (see `observing.apply_observations`)."""
         with self._write() as transaction:
             observing.apply_observations(
-                transaction, observations, handles or {}, conversions.now()
+                transaction, self._active, observations, handles or {}, conversions.now()
             )
         return transaction.updates
 

@@ -163,15 +163,19 @@ class LocalProcessBackend(Backend):
             except OSError:
                 return
             try:
-                message = json.loads(data)
-                key = JobKey(*message["key"])
-                event, record = message["event"], message["record"]
-            except (ValueError, KeyError, TypeError):
+                messages = json.loads(data)
+            except ValueError:
                 continue
-            if event == "started":
-                self._on_started(key, records.Started(**record))
-            elif event == "exited":
-                self._on_exited(key, records.Exited(**record))
+            for message in messages if isinstance(messages, list) else []:
+                try:
+                    key = JobKey(*message["key"])
+                    event, record = message["event"], message["record"]
+                    if event == "started":
+                        self._on_started(key, records.Started(**record))
+                    elif event == "exited":
+                        self._on_exited(key, records.Exited(**record))
+                except (KeyError, TypeError):
+                    _log.warning("malformed notification ignored: %r", message)
 
     def _on_started(self, key: JobKey, started: records.Started) -> None:
         with self._lock:

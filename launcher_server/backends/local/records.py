@@ -89,10 +89,16 @@ def parse_time(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text)
 
 
-def write_atomic(path: Path, content: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as f:
-        json.dump(content, f)
+def write_atomic(path: Path | str, content: dict[str, Any]) -> None:
+    """Writes a JSON record that readers see whole or not at all (raw calls: it is hot)."""
+    path = os.fspath(path)
+    directory, _, name = path.rpartition("/")
+    temporary = f"{directory}/.{name}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, json.dumps(content).encode())
+    finally:
+        os.close(fd)
     os.replace(temporary, path)
 
 
@@ -123,10 +129,15 @@ def read_cancel_grace(job_dir: Path) -> float | None:
 def process_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, None if it does not exist."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        stat = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(b")") + 2 :].split()
     if fields[0] == b"Z":

@@ -18,7 +18,8 @@ Protocol:
   daemon is gone: finish the running jobs, then exit.
 - control socket (datagrams; its path is in each job's started.json): {"cancel": JOB_DIR} stops
   a job: SIGTERM to its group, SIGKILL after the grace period its cancel.json names.
-- notify socket (datagrams to the daemon): {"key", "event": "started" or "exited", "record"}.
+- notify socket (datagrams to the daemon): JSON lists of {"key", "event": "started" or
+  "exited", "record"}; never blocking, queued while the daemon's socket is full.
 - SIGTERM to the supervisor cancels all its jobs, recording them, and then it exits.
 
     python -m launcher_server.backends.local.supervisor --run_dir=DIR
@@ -115,9 +116,15 @@ class Supervisor:
         self._input = bytearray()
         self._input_open = True
         self._stopping = False
-        self._ticks = records.process_ticks(os.getpid()) or 0
+        self._pid = os.getpid()
+        self._ticks = records.process_ticks(self._pid) or 0
+        self._control_address = str(self._control_path)
         self._devnull = os.open(os.devnull, os.O_RDONLY)
-        self._outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # Notifications wait here until the daemon's socket takes them: a supervisor never
+        # blocks on a busy daemon (a Unix datagram queue holds only a few messages).
+        self._outbox: socket.socket | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._waiting_to_send = False
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -148,9 +155,12 @@ class Supervisor:
                             self._stop_all()
                     elif kind == "pidfd":
                         self._reap(job)
+                    elif kind == "outbox":
+                        pass  # writable again: flushed below
                     else:
                         self._copy(job, key.fd)
                 self._run_timers()
+                self._flush()
         finally:
             control.close()
             self._control_path.unlink(missing_ok=True)
@@ -211,8 +221,8 @@ class Supervisor:
 
     def _start(self, request: Request) -> None:
         job_dir = Path(request.job_dir)
-        workdir = job_dir / records.WORKDIR
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = f"{request.job_dir}/{records.WORKDIR}"
+        os.makedirs(workdir, exist_ok=True)
         logs = JobLogs(job_dir, request.log_cap)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -260,17 +270,15 @@ class Supervisor:
         for fd in job.pipes:
             self._selector.register(fd, selectors.EVENT_READ, ("pipe", job))
         self._selector.register(pidfd, selectors.EVENT_READ, ("pidfd", job))
-        started = dataclasses.asdict(
-            records.Started(
-                supervisor_pid=os.getpid(),
-                supervisor_ticks=self._ticks,
-                pid=pid,
-                start_time=start_time,
-                job_ticks=records.process_ticks(pid) or 0,
-                control=str(self._control_path),
-            )
-        )
-        records.write_atomic(job_dir / records.STARTED, started)
+        started = {  # a records.Started
+            "supervisor_pid": self._pid,
+            "supervisor_ticks": self._ticks,
+            "pid": pid,
+            "start_time": start_time,
+            "job_ticks": records.process_ticks(pid) or 0,
+            "control": self._control_address,
+        }
+        records.write_atomic(f"{request.job_dir}/{records.STARTED}", started)
         self._send(request.key, "started", started)
         # A cancel that came before the job ran (its cancel.json was there already).
         if self._stopping or records.read_cancel_grace(job_dir) is not None:
@@ -341,14 +349,76 @@ class Supervisor:
 
     def _record_exit(self, request: Request, exited: records.Exited) -> None:
         record = dataclasses.asdict(exited)
-        records.write_atomic(Path(request.job_dir) / records.EXITED, record)
+        records.write_atomic(f"{request.job_dir}/{records.EXITED}", record)
         self._send(request.key, "exited", record)
 
     def _send(self, key: list[Any], event: str, record: dict[str, Any]) -> None:
-        message = json.dumps({"key": key, "event": event, "record": record}).encode()
-        # No daemon listening, or its buffer full: the records are the truth, it polls them.
-        with contextlib.suppress(OSError):
-            self._outbox.sendto(message, self._notify)
+        self._pending.append({"key": key, "event": event, "record": record})
+
+    def _flush(self) -> None:
+        """Sends the pending notifications, many per datagram, without ever blocking.
+
+        With no daemon listening they are dropped: the records are the truth, and the next
+        daemon reads them.
+        """
+        while self._pending:
+            if self._outbox is None and not self._connect():
+                self._pending.clear()
+                return
+            assert self._outbox is not None
+            count, data = _datagram(self._pending)
+            try:
+                self._outbox.send(data)
+            except BlockingIOError:
+                self._wait_to_send(True)
+                return
+            except OSError:  # the daemon went away (or was replaced): try its successor once
+                self._disconnect()
+                continue
+            del self._pending[:count]
+        self._wait_to_send(False)
+
+    def _connect(self) -> bool:
+        outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        outbox.setblocking(False)
+        try:
+            outbox.connect(self._notify)
+        except OSError:
+            outbox.close()
+            return False
+        self._outbox = outbox
+        return True
+
+    def _disconnect(self) -> None:
+        self._wait_to_send(False)
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
+        if not self._connect():
+            self._pending.clear()
+
+    def _wait_to_send(self, waiting: bool) -> None:
+        if waiting == self._waiting_to_send or self._outbox is None:
+            return
+        if waiting:
+            self._selector.register(self._outbox, selectors.EVENT_WRITE, ("outbox", None))
+        else:
+            self._selector.unregister(self._outbox)
+        self._waiting_to_send = waiting
+
+
+def _datagram(messages: list[dict[str, Any]], limit: int = 32 * 1024) -> tuple[int, bytes]:
+    """(how many of the messages, the datagram carrying them as a JSON list) under `limit`."""
+    count, size = 0, 2
+    encoded: list[str] = []
+    for message in messages:
+        text = json.dumps(message)
+        if count and size + len(text) + 1 > limit:
+            break
+        encoded.append(text)
+        size += len(text) + 1
+        count += 1
+    return count, f"[{','.join(encoded)}]".encode()
 
 
 def _kill_group(pgid: int, signum: int) -> None:

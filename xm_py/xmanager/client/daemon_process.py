@@ -129,9 +129,10 @@ def stop(state: StateDir, *, timeout: float = 30.0) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if read_pid(state) is None or not _alive(pid):
+        # Gone, not merely its pid file: until it exits it may hold the store.
+        if not _alive(pid):
             return True
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise TimeoutError(f"the launcher daemon (pid {pid}) did not stop within {timeout:.0f} s")
 
 
