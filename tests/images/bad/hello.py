@@ -1,0 +1,3 @@
+"""A binary without third-party dependencies."""
+
+print("hello")
