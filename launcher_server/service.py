@@ -201,7 +201,7 @@ class LauncherService(pb_grpc.LauncherServicer):
                 unit, created = outcome
                 if created:
                     self._scheduler.enqueue(unit)
-                results[i].work_unit.CopyFrom(self._with_log_locations(unit))
+                results[i].work_unit.CopyFrom(conversions.status_only(unit))
         yield from results
 
     @_translate_errors
@@ -239,18 +239,26 @@ class LauncherService(pb_grpc.LauncherServicer):
     def WatchWorkUnits(
         self, request: pb.WatchWorkUnitsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchWorkUnitsResponse]:
+        validation.check_enums(request)
         if request.experiment_id < 0:
             raise InvalidArgumentError("experiment_id", "must not be negative")
         if request.experiment_id:
             self._store.get_experiment(request.experiment_id)
         elif request.until_all_final:
             raise InvalidArgumentError("until_all_final", "needs an experiment_id")
+        wanted = frozenset(request.states)
+
+        def selected(unit: pb.WorkUnit) -> bool:
+            return not wanted or unit.status.state in wanted
+
         sequence = request.after_sequence
         if sequence == 0:
             # Updates after this point come from the hub; the snapshot may repeat some of them,
             # which is harmless (an update is the unit's whole status).
             sequence = self._hub.last_sequence
-            yield from self._snapshot(request.experiment_id)
+            for response in self._snapshot(request.experiment_id):
+                if selected(response.work_unit):
+                    yield response
         while context.is_active():
             if request.until_all_final and self._all_final(request.experiment_id):
                 return
@@ -264,7 +272,8 @@ class LauncherService(pb_grpc.LauncherServicer):
             # One response per unit: its newest status, with the event that led to it.
             newest = {(u.event.experiment_id, u.event.work_unit_id): u for u in updates}
             for update in sorted(newest.values(), key=lambda u: u.event.sequence):
-                yield pb.WatchWorkUnitsResponse(event=update.event, work_unit=update.work_unit)
+                if selected(update.work_unit):
+                    yield pb.WatchWorkUnitsResponse(event=update.event, work_unit=update.work_unit)
 
     def _updates_after(self, sequence: int, experiment_id: int) -> tuple[list[WatchUpdate], int]:
         """Updates after `sequence` and how far they go: recent ones from memory, older ones

@@ -172,10 +172,13 @@ def event_message(row: Any) -> pb.Event:
 
 
 def status_only(unit: pb.WorkUnit) -> pb.WorkUnit:
-    """What watchers get of a whole unit: its status and its jobs' names and statuses."""
+    """What watchers and a sweep's adds get of a whole unit: its ids, identity, creation time,
+    status and its jobs' names and statuses."""
     return pb.WorkUnit(
         experiment_id=unit.experiment_id,
         work_unit_id=unit.work_unit_id,
+        identity=unit.identity,
+        create_time=unit.create_time,
         status=unit.status,
         jobs=[pb.Job(name=job.name, status=job.status) for job in unit.jobs],
     )

@@ -2,7 +2,7 @@
 
 A job directory holds:
 
-    started.json   {supervisor_pid, supervisor_ticks, pid, start_time, job_ticks, control}
+    started.json   {supervisor_pid, supervisor_ticks, pid, start_time, control}
                    written by the supervisor once the job runs
     exit.json      {exit_code, signal, end_time, cancelled, reason, start_time}
                    written by the supervisor once the job ended (or could not start)
@@ -11,8 +11,9 @@ A job directory holds:
     stdout.log, stderr.log, output.log (both, interleaved as written)
     workdir/       the job's working directory
 
-Records are written atomically (a temporary file renamed over the final name), so a reader
-sees either nothing or a complete record, whenever the writer dies. These files are the truth
+exit.json and cancel.json are written atomically (a temporary file renamed over the final
+name), so a reader sees either nothing or a complete record, whenever the writer dies;
+started.json is written in place, and a reader takes a partly written one for "not yet". These files are the truth
 about a local job: the store is brought in line with them after a daemon restart.
 """
 
@@ -43,8 +44,6 @@ class Started:
     supervisor_ticks: int
     pid: int
     start_time: str
-    # The job's own start ticks, to tell its process group from a later one reusing the pid.
-    job_ticks: int = 0
     # The supervisor's control socket (cancel requests).
     control: str = ""
 
@@ -102,6 +101,17 @@ def write_atomic(path: Path | str, content: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def write_plain(path: str, content: dict[str, Any]) -> None:
+    """Writes a JSON record in place: cheaper than `write_atomic`, for records whose readers
+    take a missing or partly written file for "not yet" (started.json: the daemon also gets
+    its content in the supervisor's notification)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, json.dumps(content).encode())
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         with open(path) as f:
@@ -152,8 +162,26 @@ def supervisor_alive(started: Started) -> bool:
 def kill_orphaned_job(started: Started) -> None:
     """SIGKILLs the process group of a job whose supervisor vanished, so nothing is orphaned.
 
-    Only if the group leader is still the job's process (same pid and start ticks).
+    Only if the group's leader is still the job's process: the process with the job's pid must
+    have started when the record says the job did (a later process reusing the pid did not).
     """
-    if started.job_ticks and process_ticks(started.pid) == started.job_ticks:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(started.pid, signal.SIGKILL)
+    ticks = process_ticks(started.pid)
+    if ticks is None:
+        return
+    started_at = _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+    if abs(started_at - parse_time(started.start_time).timestamp()) > _START_TOLERANCE_SECONDS:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(started.pid, signal.SIGKILL)
+
+
+# How far the kernel's start time of a process and the supervisor's record of it may differ.
+_START_TOLERANCE_SECONDS = 2.0
+
+
+def _boot_time() -> float:
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    raise RuntimeError("/proc/stat has no btime")

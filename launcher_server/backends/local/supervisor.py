@@ -222,7 +222,7 @@ class Supervisor:
     def _start(self, request: Request) -> None:
         job_dir = Path(request.job_dir)
         workdir = f"{request.job_dir}/{records.WORKDIR}"
-        os.makedirs(workdir, exist_ok=True)
+        self._make_dirs(request.job_dir, workdir)
         logs = JobLogs(job_dir, request.log_cap)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -275,14 +275,25 @@ class Supervisor:
             "supervisor_ticks": self._ticks,
             "pid": pid,
             "start_time": start_time,
-            "job_ticks": records.process_ticks(pid) or 0,
             "control": self._control_address,
         }
-        records.write_atomic(f"{request.job_dir}/{records.STARTED}", started)
+        records.write_plain(f"{request.job_dir}/{records.STARTED}", started)
         self._send(request.key, "started", started)
         # A cancel that came before the job ran (its cancel.json was there already).
-        if self._stopping or records.read_cancel_grace(job_dir) is not None:
+        if self._stopping or os.path.exists(f"{request.job_dir}/{records.CANCEL}"):
             self._begin_cancel(job)
+
+    def _make_dirs(self, job_dir: str, workdir: str) -> None:
+        """Creates the job's directory and working directory: its parents (the experiment's and
+        the work unit's) are usually there already, so try the deepest first."""
+        try:
+            os.mkdir(job_dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(job_dir, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(workdir)
 
     def _copy(self, job: _Job, fd: int) -> None:
         data = os.read(fd, _READ_SIZE)

@@ -144,12 +144,19 @@ class ExperimentUnit(abc.ABC):
         experiment's event loop. A Job takes flat args merged into its own; a JobGroup takes
         args nested by job name; a generator is called as `generator(self, **args)`.
         """
+        return self._experiment._spawn(self._add_now(job, args, identity))
+
+    def _add_now(
+        self, job: JobType, args: UserArgs | None, identity: str
+    ) -> Coroutine[Any, Any, None]:
+        """What `add` runs on the experiment's loop (checks happen here, at the call)."""
         prepared = job_operators.prepare(job, args)
         if isinstance(prepared, JobGroup):
-            launch = self._launch_job_group(prepared, job_operators.record_args(args), identity)
-            return self._experiment._spawn(_await(launch))
+            return _await(
+                self._launch_job_group(prepared, job_operators.record_args(args), identity)
+            )
         generator, kwargs = prepared
-        return self._experiment._spawn(_await(generator(self, **kwargs)))
+        return _await(generator(self, **kwargs))
 
     @abc.abstractmethod
     def _launch_job_group(
@@ -540,7 +547,8 @@ class Experiment(abc.ABC):
         async def launch() -> ExperimentUnit:
             unit = await self._create_experiment_unit(recorded, role, identity)
             try:
-                await unit.add(unit_job, args, identity=identity)
+                # Directly on this loop: `unit.add` would schedule another task for it.
+                await unit._add_now(unit_job, args, identity)
             except Exception as error:
                 with contextlib.suppress(Exception):
                     unit.stop(mark_as_failed=True, message=f"Launching the unit failed: {error!r}")

@@ -22,7 +22,7 @@ from xmanager.xm import roles
 from xmanager.xm_local import packaging, progress
 from xmanager.xm_local.job_proto import job_to_proto
 from xmanager.xm_local.submitter import Submitter
-from xmanager.xm_local.watcher import StatusWatcher
+from xmanager.xm_local.watcher import FINAL_STATES, StatusWatcher
 
 ANNOTATION_FIELDS = ("title", "tags", "notes")
 
@@ -173,7 +173,10 @@ class LocalExperiment(xm.Experiment):
     @property
     def watcher(self) -> StatusWatcher:
         if self._watcher is None:
-            self._watcher = StatusWatcher(self._launcher, self.experiment_id)
+            # Without a live progress display, only units' ends matter to the launch script.
+            self._watcher = StatusWatcher(
+                self._launcher, self.experiment_id, final_only=not progress.shows_live()
+            )
         return self._watcher
 
     def _save_annotations(self, annotations: xm.ContextAnnotations) -> None:
@@ -261,8 +264,9 @@ class _DaemonUnit:
 
     def _current_status(self) -> xm.ExperimentUnitStatus:
         experiment = self._local_experiment
-        unit = experiment.watcher.latest(self._daemon_id) if experiment._watcher else None
-        if unit is None:
+        watcher = experiment._watcher
+        unit = watcher.latest(self._daemon_id) if watcher is not None else None
+        if unit is None or (watcher is not None and watcher.final_only and not _final(unit)):
             unit = experiment.launcher.call(
                 experiment.launcher.stub.GetWorkUnit,
                 pb.GetWorkUnitRequest(
@@ -314,6 +318,10 @@ def _raise_for_unsuccessful(units: Sequence[LocalWorkUnit | LocalAuxiliaryUnit])
     if others:
         message += f" (`xmanager show {unit.experiment_id}` lists the others)"
     raise error_type(unit, status, message)
+
+
+def _final(unit: pb.WorkUnit) -> bool:
+    return unit.status.state in FINAL_STATES
 
 
 def _status(unit: pb.WorkUnit) -> xm.ExperimentUnitStatus:

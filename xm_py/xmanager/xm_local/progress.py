@@ -30,6 +30,11 @@ def summarize(watcher: StatusWatcher, ids: Sequence[int]) -> tuple[int, str]:
     return final, text
 
 
+def shows_live() -> bool:
+    """Whether waiting shows a live display (on a terminal), which needs every update."""
+    return Console(stderr=True).is_terminal
+
+
 async def wait_with_progress(
     watcher: StatusWatcher, experiment_id: int, ids: Sequence[int]
 ) -> None:
