@@ -25,6 +25,7 @@ from absl import app, flags
 import xmanager
 from launcher_server import auth
 from launcher_server.backends.base import Backend
+from launcher_server.backends.local import records
 from launcher_server.backends.local.backend import LocalProcessBackend
 from launcher_server.backends.local.container import LocalContainerBackend
 from launcher_server.backends.local.container_config import instance_id
@@ -53,7 +54,8 @@ class DaemonConfig:
     max_running_jobs: int = 0  # 0: 8 per CPU core
     grace_period: datetime.timedelta = datetime.timedelta(seconds=10)
     log_cap_bytes: int = 64 * 1024 * 1024
-    rpc_threads: int = 32
+    # Each streaming call (a watch, a follow of logs, a sweep's adds) holds a thread.
+    rpc_threads: int = 64
     # Docker Engine's address; empty means $DOCKER_HOST, else unix:///var/run/docker.sock.
     docker_host: str = ""
 
@@ -122,6 +124,11 @@ class Daemon:
         self.store = Store.open(config.store_url)
         self.hub = EventHub(self.store.last_event_sequence())
         self.store.set_publisher(self.hub.publish)
+        self.store.set_log_locator(
+            lambda experiment_id, work_unit_id, job_name: str(
+                state.job_dir(experiment_id, work_unit_id, job_name) / records.LOGS["output"]
+            )
+        )
         self.scheduler = Scheduler(
             self.store,
             state,
@@ -234,6 +241,9 @@ flags.DEFINE_bool("allow_remote", False, "Allow --listen on a non-loopback addre
 flags.DEFINE_integer("max_running_jobs", 0, "Local jobs running at once (0: 8 per core).")
 flags.DEFINE_float("grace_period_seconds", 10.0, "Default SIGTERM-to-SIGKILL delay on cancel.")
 flags.DEFINE_integer("log_cap_mb", 64, "Per-job log size cap in MiB.")
+flags.DEFINE_integer(
+    "rpc_threads", 64, "Calls served at once; each watch or log follow holds one while open."
+)
 flags.DEFINE_string(
     "docker_host", "", "Docker Engine for container jobs (default $DOCKER_HOST or its socket)."
 )
@@ -248,15 +258,13 @@ def config_from_flags() -> DaemonConfig:
         max_running_jobs=FLAGS.max_running_jobs,
         grace_period=datetime.timedelta(seconds=FLAGS.grace_period_seconds),
         log_cap_bytes=FLAGS.log_cap_mb * 1024 * 1024,
+        rpc_threads=FLAGS.rpc_threads,
         docker_host=FLAGS.docker_host,
     )
 
 
 def serve(config: DaemonConfig) -> int:
     """Runs a daemon in this process until SIGTERM or SIGINT."""
-    # The daemon's threads hand work to each other (a job ends, its slot goes to the next):
-    # a shorter GIL switch interval than the default 5 ms shortens every such hand-off.
-    sys.setswitchinterval(0.0005)
     daemon = Daemon(config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.request_stop())

@@ -147,7 +147,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         work_unit, created = self._store.add_work_unit(request)
         if created:
             self._scheduler.enqueue(work_unit)
-        return self._with_log_locations(work_unit)
+        return work_unit
 
     @_translate_errors
     def AddWorkUnits(
@@ -210,17 +210,7 @@ class LauncherService(pb_grpc.LauncherServicer):
     ) -> pb.WorkUnit:
         _positive(request.experiment_id, "experiment_id")
         _positive(request.work_unit_id, "work_unit_id")
-        return self._with_log_locations(
-            self._store.get_work_unit(request.experiment_id, request.work_unit_id)
-        )
-
-    def _with_log_locations(self, unit: pb.WorkUnit) -> pb.WorkUnit:
-        """Fills in where local jobs' output is (derived from the state directory)."""
-        for job in unit.jobs:
-            if not job.log_location:
-                job_dir = self._state_dir.job_dir(unit.experiment_id, unit.work_unit_id, job.name)
-                job.log_location = str(job_dir / "output.log")
-        return unit
+        return self._store.get_work_unit(request.experiment_id, request.work_unit_id)
 
     @_translate_errors
     def ListWorkUnits(
@@ -230,10 +220,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         _positive(request.experiment_id, "experiment_id")
         _page_size(request.page_size)
         self._store.get_experiment(request.experiment_id)  # NOT_FOUND for an unknown one
-        response = self._store.list_work_units(request)
-        for unit in response.work_units:
-            self._with_log_locations(unit)
-        return response
+        return self._store.list_work_units(request)
 
     @_translate_errors
     def WatchWorkUnits(

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from launcher_server.errors import AlreadyExistsError, LauncherError, NotFoundError
-from launcher_server.store import conversions
+from launcher_server.store import conversions, reading
 from launcher_server.store.active import new_unit_status
 from launcher_server.store.batch import Transaction, WatchUpdate, chunks
 from launcher_server.store.models import (
@@ -27,20 +27,25 @@ from launcher_server.store.models import (
     JOBS,
     UNITS,
     ExperimentRow,
-    JobRow,
     WorkUnitRow,
 )
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 UnitKey = tuple[int, int]
 Outcome = tuple[pb.WorkUnit, bool] | LauncherError
+# (experiment id, work unit id, job name) -> where the job's output is kept.
+LogLocator = Callable[[int, int, str], str]
 
 
 def add_work_units(
-    transaction: Transaction, requests: Sequence[pb.AddWorkUnitRequest], at: datetime.datetime
+    transaction: Transaction,
+    requests: Sequence[pb.AddWorkUnitRequest],
+    at: datetime.datetime,
+    log_location: LogLocator,
 ) -> list[Outcome]:
     """Decides and writes each request; returns the outcomes in order (the transaction collects
-    the watch updates)."""
+    the watch updates). `log_location` says where a job's output goes, once its unit's id is
+    decided."""
     session = transaction.session
     known = _Known.load(session, requests)
     decisions: list[tuple[UnitKey, bool] | LauncherError] = []
@@ -71,11 +76,16 @@ def add_work_units(
                 "update_time": at,
             }
         )
+        unit_message = _new_unit_message(request, key, at)
+        for job in unit_message.jobs:
+            job.log_location = job.log_location or log_location(
+                experiment_id, work_unit_id, job.name
+            )
         job_rows.extend(
             conversions.job_columns(experiment_id, work_unit_id, position, job, at)
-            for position, job in enumerate(request.jobs)
+            for position, job in enumerate(unit_message.jobs)
         )
-        created[key] = _new_unit_message(request, key, at)
+        created[key] = unit_message
         transaction.unit_statuses[key] = new_unit_status(
             unit_rows[-1], job_rows[len(job_rows) - len(request.jobs) :]
         )
@@ -109,8 +119,8 @@ def add_work_units(
             )
             for event, unit in zip(events, created.values(), strict=True)
         )
-    repeats = load_units(
-        session,
+    repeats = reading.load_units(
+        session.connection(),
         [d[0] for d in decisions if not isinstance(d, LauncherError) and d[0] not in created],
     )
     results: list[Outcome] = []
@@ -231,26 +241,3 @@ def _new_unit_message(
         copy.status.CopyFrom(status)
         copy.backend_handle = ""
     return unit
-
-
-def load_units(session: Session, keys: Sequence[UnitKey]) -> dict[UnitKey, pb.WorkUnit]:
-    """Full messages of existing units, in two queries per chunk of units."""
-    keys = sorted(set(keys))
-    units: dict[UnitKey, pb.WorkUnit] = {}
-    for chunk in chunks(keys):
-        rows = {
-            (row.experiment_id, row.work_unit_id): row
-            for row in session.execute(
-                select(UNITS).where(
-                    tuple_(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id).in_(chunk)
-                )
-            )
-        }
-        jobs: dict[UnitKey, list[Any]] = {key: [] for key in rows}
-        for job in session.execute(
-            select(JOBS).where(tuple_(JobRow.experiment_id, JobRow.work_unit_id).in_(chunk))
-        ):
-            jobs[(job.experiment_id, job.work_unit_id)].append(job)
-        for key, row in rows.items():
-            units[key] = conversions.unit_message(row, jobs[key])
-    return units

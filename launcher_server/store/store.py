@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from launcher_server import aggregation
 from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
-from launcher_server.store import adding, conversions, migrate, observing
+from launcher_server.store import adding, conversions, migrate, observing, reading
 from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
 from launcher_server.store.claim import WriterClaim
@@ -49,6 +49,8 @@ class Store:
         # every database it makes commit order equal event order, so watchers never miss one.
         self._write_lock = threading.Lock()
         self._publish: Callable[[Sequence[WatchUpdate]], None] = lambda updates: None
+        self._log_location: adding.LogLocator = lambda experiment_id, work_unit_id, name: ""
+        self._units = reading.UnitCache()
         with self._read() as session:
             self._last_sequence = int(session.scalar(select(func.max(EventRow.sequence))) or 0)
             self._active = ActiveUnits.from_database(session)
@@ -87,6 +89,10 @@ class Store:
     def dialect(self) -> str:
         return str(self._engine.dialect.name)
 
+    def set_log_locator(self, locate: adding.LogLocator) -> None:
+        """Says where each new job's output is kept (recorded as the job's log_location)."""
+        self._log_location = locate
+
     def set_publisher(self, publish: Callable[[Sequence[WatchUpdate]], None]) -> None:
         """Receives every committed batch of work unit updates, in commit order."""
         self._publish = publish
@@ -101,6 +107,8 @@ class Store:
             # Committed: the event numbers are taken, the statuses are the database's.
             self._last_sequence = transaction.last_sequence
             self._active.commit(transaction.unit_statuses)
+            if transaction.unit_statuses:
+                self._units.invalidate(transaction.unit_statuses)
             if transaction.updates:
                 self._publish(transaction.updates)
 
@@ -287,7 +295,9 @@ class Store:
         """
         try:
             with self._write() as transaction:
-                outcomes = adding.add_work_units(transaction, requests, conversions.now())
+                outcomes = adding.add_work_units(
+                    transaction, requests, conversions.now(), self._log_location
+                )
             return outcomes, transaction.updates
         except IntegrityError:
             if len(requests) == 1:
@@ -302,13 +312,20 @@ class Store:
             return each, each_updates
 
     def get_work_unit(self, experiment_id: int, work_unit_id: int) -> pb.WorkUnit:
+        key = (experiment_id, work_unit_id)
+        unit = self._units.get(key)
+        if unit is not None:
+            return unit
+        generation = self._units.generation
+        with self._engine.connect() as connection:
+            unit = reading.get_unit(connection, key)
+        if unit is not None:
+            self._units.put(key, unit, generation)
+            return unit
         with self._read() as session:
-            units = adding.load_units(session, [(experiment_id, work_unit_id)])
-            if not units:
-                if session.get(ExperimentRow, experiment_id) is None:
-                    raise NotFoundError(f"experiment {experiment_id} not found")
-                raise NotFoundError(f"work unit {experiment_id}/{work_unit_id} not found")
-            return units[(experiment_id, work_unit_id)]
+            if session.get(ExperimentRow, experiment_id) is None:
+                raise NotFoundError(f"experiment {experiment_id} not found")
+        raise NotFoundError(f"work unit {experiment_id}/{work_unit_id} not found")
 
     def list_work_units(self, request: pb.ListWorkUnitsRequest) -> pb.ListWorkUnitsResponse:
         size = request.page_size or _DEFAULT_WORK_UNIT_PAGE
@@ -323,11 +340,11 @@ class Store:
             query = query.where(WorkUnitRow.work_unit_id > after)
         if request.states:
             query = query.where(WorkUnitRow.state.in_(list(request.states)))
-        with self._read() as session:
-            keys = [(e, w) for e, w in session.execute(query)]
+        with self._engine.connect() as connection:
+            keys = [(e, w) for e, w in connection.execute(query)]
             more = len(keys) > size
             keys = keys[:size]
-            units = adding.load_units(session, keys)
+            units = reading.load_units(connection, keys)
         response = pb.ListWorkUnitsResponse(work_units=[units[key] for key in keys])
         if more:
             response.next_page_token = conversions.page_token(keys[-1][1])

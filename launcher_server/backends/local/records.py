@@ -13,8 +13,9 @@ A job directory holds:
 
 exit.json and cancel.json are written atomically (a temporary file renamed over the final
 name), so a reader sees either nothing or a complete record, whenever the writer dies;
-started.json is written in place, and a reader takes a partly written one for "not yet". These files are the truth
-about a local job: the store is brought in line with them after a daemon restart.
+started.json is written in place, and a reader takes a partly written one for "not yet".
+These files are the truth about a local job: the store is brought in line with them after a
+daemon restart.
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""Reading whole work units: the queries behind GetWorkUnit and ListWorkUnits.
+
+They are the daemon's most frequent reads, so they use Core statements with bound parameters,
+whose compiled form SQLAlchemy caches, on a plain connection (no ORM session around them).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from launcher_server.store import conversions
+from launcher_server.store.batch import chunks
+from launcher_server.store.models import JOBS, UNITS
+from xmanager.launcher.v1 import launcher_pb2 as pb
+
+UnitKey = tuple[int, int]
+
+_UNIT = select(UNITS).where(
+    UNITS.c.experiment_id == bindparam("e"), UNITS.c.work_unit_id == bindparam("w")
+)
+_UNIT_JOBS = select(JOBS).where(
+    JOBS.c.experiment_id == bindparam("e"), JOBS.c.work_unit_id == bindparam("w")
+)
+_UNITS_OF = select(UNITS).where(
+    UNITS.c.experiment_id == bindparam("e"),
+    UNITS.c.work_unit_id.in_(bindparam("ids", expanding=True)),
+)
+_JOBS_OF = select(JOBS).where(
+    JOBS.c.experiment_id == bindparam("e"),
+    JOBS.c.work_unit_id.in_(bindparam("ids", expanding=True)),
+)
+
+
+def get_unit(connection: Connection, key: UnitKey) -> pb.WorkUnit | None:
+    """One whole unit, or None."""
+    params = {"e": key[0], "w": key[1]}
+    row = connection.execute(_UNIT, params).first()
+    if row is None:
+        return None
+    return conversions.unit_message(row, connection.execute(_UNIT_JOBS, params))
+
+
+def load_units(connection: Connection, keys: Sequence[UnitKey]) -> dict[UnitKey, pb.WorkUnit]:
+    """Whole units, two queries per experiment and chunk of units."""
+    by_experiment: dict[int, list[int]] = collections.defaultdict(list)
+    for experiment_id, work_unit_id in sorted(set(keys)):
+        by_experiment[experiment_id].append(work_unit_id)
+    units: dict[UnitKey, pb.WorkUnit] = {}
+    for experiment_id, ids in by_experiment.items():
+        for chunk in chunks(ids):
+            params = {"e": experiment_id, "ids": chunk}
+            rows = {row.work_unit_id: row for row in connection.execute(_UNITS_OF, params)}
+            jobs: dict[int, list[Any]] = {work_unit_id: [] for work_unit_id in rows}
+            for job in connection.execute(_JOBS_OF, params):
+                jobs[job.work_unit_id].append(job)
+            for work_unit_id, row in rows.items():
+                units[(experiment_id, work_unit_id)] = conversions.unit_message(
+                    row, jobs[work_unit_id]
+                )
+    return units
+
+
+class UnitCache:
+    """Recently read whole units, serialized, dropped as soon as a write changes them.
+
+    Exact because every write goes through the store: `invalidate` runs after each commit. A
+    read that overlapped a commit is not cached (it may hold what the commit changed).
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._units: collections.OrderedDict[UnitKey, bytes] = collections.OrderedDict()
+        self._capacity = capacity
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        with self._lock:
+            return self._generation
+
+    def get(self, key: UnitKey) -> pb.WorkUnit | None:
+        with self._lock:
+            data = self._units.get(key)
+            if data is None:
+                return None
+            self._units.move_to_end(key)
+        return pb.WorkUnit.FromString(data)
+
+    def put(self, key: UnitKey, unit: pb.WorkUnit, generation: int) -> None:
+        data = unit.SerializeToString()
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._units[key] = data
+            self._units.move_to_end(key)
+            while len(self._units) > self._capacity:
+                self._units.popitem(last=False)
+
+    def invalidate(self, keys: Iterable[UnitKey]) -> None:
+        with self._lock:
+            self._generation += 1
+            for key in keys:
+                self._units.pop(key, None)
