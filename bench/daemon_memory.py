@@ -30,6 +30,34 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def _queued_rss(daemon: DaemonHandle, count: int) -> float:
+    """RSS with `count` work units waiting for the running ones (all held by the scheduler)."""
+    stub = daemon.client.stub
+    experiment = stub.CreateExperiment(
+        pb.CreateExperimentRequest(experiment=pb.Experiment(title="memory, queued"))
+    )
+    job = pb.Job(
+        name="sleep",
+        artifact=pb.Artifact(local_binary=pb.LocalBinary(path="/bin/sleep")),
+        args=["60"],
+        env={"SOME_VARIABLE": "value"},
+        executor=pb.Executor(local=pb.LocalExecutor()),
+    )
+    requests = (
+        pb.AddWorkUnitRequest(experiment_id=experiment.id, request_id=uuid.uuid4().hex, jobs=[job])
+        for _ in range(count)
+    )
+    for result in stub.AddWorkUnits(requests):
+        assert not result.error_code, result.error_message
+    time.sleep(1)
+    rss = rss_mb(daemon.pid)
+    stub.CancelExperiment(
+        pb.CancelExperimentRequest(experiment_id=experiment.id, grace_period_seconds=1)
+    )
+    daemon.wait_all_final(experiment.id, count, timeout=300)
+    return rss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -68,9 +96,11 @@ def main() -> None:
         daemon.stop()
         daemon.start()
         restarted = rss_mb(daemon.pid)
+        queued = _queued_rss(daemon, args.jobs)
         print(
             f"daemon RSS: idle {idle:.1f} MB; with {args.jobs} jobs run and stored "
-            f"{loaded:.1f} MB; restarted over that store {restarted:.1f} MB (target <= 150)"
+            f"{loaded:.1f} MB; restarted over that store {restarted:.1f} MB; with another "
+            f"{args.jobs} jobs queued behind running ones {queued:.1f} MB (target <= 150)"
         )
         print(f"  ({args.jobs} jobs submitted and finished in {elapsed:.1f} s)")
     finally:

@@ -10,17 +10,47 @@ started).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 from collections.abc import Sequence
 
 from launcher_server.store.batch import WatchUpdate
+from xmanager.launcher.v1 import launcher_pb2 as pb
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Update:
+    """A published update, kept serialized: a sweep's thousands of them as message objects
+    would cost tens of megabytes."""
+
+    sequence: int
+    experiment_id: int
+    work_unit_id: int
+    # The unit's state after the update, for watchers that filter by state.
+    state: int
+    payload: bytes  # a serialized WatchWorkUnitsResponse
+
+    @classmethod
+    def of(cls, update: WatchUpdate) -> Update:
+        event = update.event
+        response = pb.WatchWorkUnitsResponse(event=event, work_unit=update.work_unit)
+        return cls(
+            event.sequence,
+            event.experiment_id,
+            event.work_unit_id,
+            update.work_unit.status.state,
+            response.SerializeToString(),
+        )
+
+    def response(self) -> pb.WatchWorkUnitsResponse:
+        return pb.WatchWorkUnitsResponse.FromString(self.payload)
 
 
 class EventHub:
     def __init__(self, last_sequence: int = 0, capacity: int = 20_000) -> None:
         self._condition = threading.Condition()
         self._last_sequence = last_sequence
-        self._recent: collections.deque[WatchUpdate] = collections.deque()
+        self._recent: collections.deque[Update] = collections.deque()
         self._capacity = capacity
         # Every update with a sequence number above this one is in `_recent`.
         self._floor = last_sequence
@@ -36,11 +66,11 @@ class EventHub:
 
         `last_sequence` announces events that carry no unit update (e.g. an experiment's).
         """
+        entries = [Update.of(update) for update in updates]
         with self._condition:
-            for update in updates:
-                self._recent.append(update)
+            self._recent.extend(entries)
             while len(self._recent) > self._capacity:
-                self._floor = self._recent.popleft().event.sequence
+                self._floor = self._recent.popleft().sequence
             newest = max([last_sequence, *(u.event.sequence for u in updates)])
             if newest > self._last_sequence:
                 self._last_sequence = newest
@@ -48,24 +78,24 @@ class EventHub:
 
     def updates_after(
         self, sequence: int, experiment_id: int = 0, limit: int = 5000
-    ) -> tuple[list[WatchUpdate], int] | None:
+    ) -> tuple[list[Update], int] | None:
         """(updates after `sequence`, oldest first, of one experiment or all for 0; the
         sequence number they bring a watcher up to), or None when they are no longer all in
         memory (read the store instead)."""
         with self._condition:
             if sequence < self._floor:
                 return None
-            found: list[WatchUpdate] = []
+            found: list[Update] = []
             # From the newest back to the first update already seen.
             for update in reversed(self._recent):
-                if update.event.sequence <= sequence:
+                if update.sequence <= sequence:
                     break
-                if not experiment_id or update.event.experiment_id == experiment_id:
+                if not experiment_id or update.experiment_id == experiment_id:
                     found.append(update)
             found.reverse()
             if len(found) > limit:
                 found = found[:limit]
-                return found, found[-1].event.sequence
+                return found, found[-1].sequence
             return found, self._last_sequence
 
     def wait_beyond(self, sequence: int, timeout: float) -> bool:

@@ -23,7 +23,7 @@ import xmanager
 from launcher_server import auth, logs, validation
 from launcher_server.backends.base import JobKey
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
-from launcher_server.event_hub import EventHub
+from launcher_server.event_hub import EventHub, Update
 from launcher_server.scheduler import FINAL_STATES, Scheduler
 from launcher_server.store import conversions
 from launcher_server.store.batch import WatchUpdate
@@ -257,12 +257,12 @@ class LauncherService(pb_grpc.LauncherServicer):
                 continue
             sequence = up_to
             # One response per unit: its newest status, with the event that led to it.
-            newest = {(u.event.experiment_id, u.event.work_unit_id): u for u in updates}
-            for update in sorted(newest.values(), key=lambda u: u.event.sequence):
-                if selected(update.work_unit):
-                    yield pb.WatchWorkUnitsResponse(event=update.event, work_unit=update.work_unit)
+            newest = {(u.experiment_id, u.work_unit_id): u for u in updates}
+            for update in sorted(newest.values(), key=lambda u: u.sequence):
+                if not wanted or update.state in wanted:
+                    yield update.response()
 
-    def _updates_after(self, sequence: int, experiment_id: int) -> tuple[list[WatchUpdate], int]:
+    def _updates_after(self, sequence: int, experiment_id: int) -> tuple[list[Update], int]:
         """Updates after `sequence` and how far they go: recent ones from memory, older ones
         rebuilt from the store's event log."""
         recent = self._hub.updates_after(sequence, experiment_id)
@@ -278,7 +278,7 @@ class LauncherService(pb_grpc.LauncherServicer):
             [(e.experiment_id, e.work_unit_id) for e in unit_events]
         )
         updates = [
-            WatchUpdate(event, statuses[(event.experiment_id, event.work_unit_id)])
+            Update.of(WatchUpdate(event, statuses[(event.experiment_id, event.work_unit_id)]))
             for event in unit_events
         ]
         return updates, events[-1].sequence

@@ -466,3 +466,7 @@ def test_events_are_numbered_without_gaps_in_commit_order(store: Store) -> None:
     sequences = [event.sequence for event in store.events_after(0)]
     assert sequences == list(range(1, len(sequences) + 1))
     assert store.last_event_sequence() == sequences[-1]
+
+
+def test_the_head_revision_constant_names_the_newest_migration() -> None:
+    assert migrate.head_revision() == migrate.HEAD
