@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemon import (
     ROOT,
     DaemonHandle,
@@ -60,6 +62,8 @@ def _logs(daemon: DaemonHandle, experiment_id: int, work_unit_id: int, job: str 
     return b"".join(chunk.data for chunk in chunks)
 
 
+# The quickstart packages Bazel labels: outside `bazel run`, the client runs `bazel build`.
+@pytest.mark.bazel
 def test_quickstart_example_runs_to_success(daemon: DaemonHandle) -> None:
     output = _launch(daemon, ROOT / "examples" / "quickstart" / "launch.py", "--steps=50")
     experiment = daemon.client.stub.ListExperiments(pb.ListExperimentsRequest()).experiments[0]
@@ -225,8 +229,41 @@ def test_for_the_impatient_snippet_runs_as_plain_python(
     units = list_work_units(daemon.client, experiment.id)
     assert [u.status.state for u in units] == [pb.JOB_STATE_SUCCEEDED] * 3
     assert _logs(daemon, experiment.id, 2) == b"--batch_size=64 --learning_rate=0.01\n"
+    # As XManager's examples run: absl's app.run and flags, through the CLI, with XManager's
+    # usual flag after `--`.
+    with_flags = tmp_path / "with_flags.py"
+    with_flags.write_text(
+        textwrap.dedent(
+            """
+            from absl import app, flags
+            from xmanager import xm, xm_local
+
+            _RATE = flags.DEFINE_float('rate', 0.5, 'A hyperparameter.')
+
+            def main(_):
+              with xm_local.create_experiment(experiment_title='with flags') as experiment:
+                [executable] = experiment.package([xm.Packageable(
+                    executable_spec=xm.Binary(path='/bin/echo'),
+                    executor_spec=xm_local.Local.Spec())])
+                for i in range(3):
+                  experiment.add(xm.Job(executable, xm_local.Local(), args={'rate': _RATE.value}))
+
+            app.run(main)
+            """
+        )
+    )
+    launched = run_cli(
+        ["launch", str(with_flags), "--", "--xm_wrap_late_bindings", "--rate=0.25"], env=env
+    )
+    assert launched.returncode == 0, launched.stderr
+    newest = daemon.client.stub.ListExperiments(pb.ListExperimentsRequest()).experiments[0]
+    assert newest.id == experiment.id + 1
+    assert [u.status.state for u in list_work_units(daemon.client, newest.id)] == [
+        pb.JOB_STATE_SUCCEEDED
+    ] * 3
 
 
+@pytest.mark.bazel
 def test_cli_list_show_logs(daemon: DaemonHandle) -> None:
     _launch(daemon, ROOT / "examples" / "quickstart" / "launch.py", "--steps=10")
     env = daemon.env()

@@ -108,6 +108,11 @@ def cmd_launch(args: Sequence[str]) -> int:
         os.environ["XM_STATE_DIR"] = FLAGS.state_dir
     sys.argv = [path, *script_args]
     sys.path.insert(0, os.path.dirname(path))
+    # XManager's launcher defines these for every script: scripts and users pass them along.
+    if "xm_wrap_late_bindings" not in flags.FLAGS:
+        flags.DEFINE_bool(
+            "xm_wrap_late_bindings", False, "Accepted for compatibility with XManager; no effect."
+        )
     try:
         runpy.run_path(path, run_name="__main__")
     except (xm.ExperimentUnitError, WorkUnitRejectedError, PackagingError) as error:
