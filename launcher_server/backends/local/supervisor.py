@@ -144,10 +144,11 @@ class Supervisor:
         self._selector.register(wakeup_r, selectors.EVENT_READ, ("wakeup", None))
         try:
             while self._input_open or self._jobs:
+                requests = False
                 for key, _ in self._selector.select(self._timeout()):
                     kind, job = key.data
                     if kind == "stdin":
-                        self._read_requests(stdin)
+                        requests = True
                     elif kind == "control":
                         self._control(control.recv(65536))
                     elif kind == "wakeup":
@@ -160,7 +161,12 @@ class Supervisor:
                     else:
                         self._copy(job, key.fd)
                 self._run_timers()
+                # Ends first, then starts: the daemon hands a finished job's slot to the next
+                # one without waiting for this round of starts.
                 self._flush()
+                if requests:
+                    self._read_requests(stdin)
+                    self._flush()
         finally:
             control.close()
             self._control_path.unlink(missing_ok=True)
