@@ -3,6 +3,7 @@
 # checks first and does nothing when what it installs is already there.
 #
 #   ./setup.sh run     set up, then launch the quickstart experiment through the daemon
+#                      (bazel run //examples/quickstart:launch; flags after `run` go to it)
 #   ./setup.sh test    set up, then run every check and test (what CI runs)
 #   ./setup.sh setup   set up only
 #   ./setup.sh lock    regenerate requirements.lock from requirements.in
@@ -246,8 +247,12 @@ run_tests() {
 
 run_main() {
   cd "$ROOT"
-  step "Main job: the quickstart experiment through the launcher daemon"
-  "$VENV/bin/xmanager" launch examples/quickstart/launch.py
+  step "Launcher daemon"
+  # It runs from the virtual environment; the launch script, built by Bazel, is its client.
+  info "$("$VENV/bin/xmanager" daemon start)"
+  step "Main job: bazel run //examples/quickstart:launch (a sweep through the daemon)"
+  # shellcheck disable=SC2046
+  bazel run $(bazel_flags) //examples/quickstart:launch -- "$@"
 }
 
 lock() {
@@ -286,7 +291,7 @@ main() {
       lock
       ;;
     *)
-      sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
       exit 2
       ;;
   esac

@@ -14,6 +14,9 @@ Rules and macros (docs/rules.md has each attribute and an example):
 - `xm_deb_lock`: `bazel run` it to regenerate a lock of Debian packages from root names.
 - `xm_image_test`, `xm_layer_golden_test`: validate an image; compare its layers with golden
   listings.
+- `xm_launch`: a launch script as a runnable target (`bazel run //exp:launch -- --flags`); the
+  binaries and images it packages by label are built with it and listed in a manifest, so the
+  `xmanager` client packages them without running Bazel again.
 
 Providers, for rules that consume images (e.g. to run or push them):
 
@@ -28,6 +31,7 @@ Every image target also has the output groups `tarball`, `digest`, `layout` and 
 """
 
 load("//xm_rules/private:debian.bzl", _xm_deb_ca_bundle = "xm_deb_ca_bundle", _xm_deb_layer = "xm_deb_layer", _xm_deb_lock = "xm_deb_lock")
+load("//xm_rules/private:launch.bzl", _xm_launch = "xm_launch")
 load("//xm_rules/private:layer.bzl", _xm_layer = "xm_layer")
 load("//xm_rules/private:oci_image.bzl", _xm_oci_image = "xm_oci_image")
 load("//xm_rules/private:providers.bzl", _LayerInfo = "LayerInfo", _OciImageInfo = "OciImageInfo")
@@ -44,3 +48,4 @@ xm_deb_ca_bundle = _xm_deb_ca_bundle
 xm_deb_lock = _xm_deb_lock
 xm_image_test = _xm_image_test
 xm_layer_golden_test = _xm_layer_golden_test
+xm_launch = _xm_launch

@@ -6,9 +6,10 @@ flags, as launch scripts pass them, prints its progress and a final JSON result 
 non-zero when training diverges.
 
 It runs three ways: as the py_binary //examples/quickstart:train (numpy from Bazel's pip
-repository), inside the image //examples/quickstart:train_image, and as a plain script (the
-quickstart's `xm.Binary`). A plain script starts under whatever `python3` is on PATH; when that
-one lacks numpy, the script re-executes itself with the project's virtual environment (.venv).
+repository) and inside the image //examples/quickstart:train_image, which the quickstart's launch
+script packages, and as a plain script (e.g. an `xm.Binary`). A plain script starts under
+whatever `python3` is on PATH; when that one lacks numpy, the script re-executes itself with the
+project's virtual environment (.venv).
 """
 
 import argparse

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,8 +49,24 @@ def status(state: StateDir) -> DaemonStatus:
     )
 
 
+# Set by Bazel's Python stub for a `bazel run` target only: a daemon started from there must not
+# see them, or it would import that target's runfiles instead of its own installation.
+_BAZEL_PYTHON_ENV = ("PYTHONPATH", "PYTHONSAFEPATH", "RUNFILES_DIR", "RUNFILES_MANIFEST_FILE")
+
+
 def daemon_command(state: StateDir, flags: Sequence[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "launcher_server", f"--state_dir={state.root}", *flags]
+    """How to run a daemon: with this interpreter when it has the daemon's code, else with the
+    installed `xmanager` command (a launch script run by Bazel carries only the client)."""
+    if importlib.util.find_spec("launcher_server") is not None:
+        return [sys.executable, "-m", "launcher_server", f"--state_dir={state.root}", *flags]
+    installed = shutil.which("xmanager")
+    if installed is None:
+        raise DaemonStartError(
+            f"no launcher daemon runs for {state.root}, and this program cannot start one (it "
+            "has the xmanager client but not the daemon, as a launch script run by Bazel): "
+            "start it with `xmanager daemon start`, or set XM_LAUNCHER_ADDRESS to a running one"
+        )
+    return [installed, "daemon", "start", "--foreground", f"--state_dir={state.root}", *flags]
 
 
 def start_detached(state: StateDir, flags: Sequence[str] = (), *, timeout: float = 30.0) -> int:
@@ -60,10 +78,11 @@ def start_detached(state: StateDir, flags: Sequence[str] = (), *, timeout: float
     state.create()
     log = state.log.open("ab")
     log_start = log.tell()  # this start's own lines begin here
-    env = dict(os.environ)
+    command = daemon_command(state, flags)
+    env = {k: v for k, v in os.environ.items() if k not in _BAZEL_PYTHON_ENV}
     env.setdefault("PYTHONUNBUFFERED", "1")
     process = subprocess.Popen(
-        daemon_command(state, flags),
+        command,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

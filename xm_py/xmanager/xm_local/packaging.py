@@ -2,8 +2,11 @@
 
 - `xm.Binary`: the path, made absolute against the launch script's directory, checked to be an
   executable file, and hashed so the daemon can refuse a binary changed since packaging.
-- `xm.BazelBinary`: all labels of one `package()` call are built by a single `bazel build`, and
-  their outputs are read from the Build Event Protocol (no guessing of bazel-bin paths).
+- `xm.BazelBinary`, `xm.BazelContainer`: under `bazel run` of an xm_launch target, the labels
+  come from the target's manifest (`XM_BAZEL_MANIFEST`): Bazel built them with the launcher, and
+  no nested Bazel runs. Otherwise all labels of one `package()` call are built by a single
+  `bazel build`, and their outputs are read from the Build Event Protocol (no guessing of
+  bazel-bin paths).
 - `xm.Container`: an image tarball (made absolute, checked, and its image digest read so that the
   daemon refuses a tarball changed since packaging) or a reference to an image already in the
   daemon's container engine (checked by the daemon: images are never pulled).
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,8 +23,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from xmanager import xm
 
@@ -43,7 +48,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _binary_artifact(path: Path, name: str, packageable: xm.Packageable) -> xm.BinaryArtifact:
+def _binary_artifact(
+    path: Path, name: str, packageable: xm.Packageable, sha256: str | None = None
+) -> xm.BinaryArtifact:
     if not path.is_file():
         raise PackagingError(f"binary {path} does not exist or is not a file; build it first")
     if not os.access(path, os.X_OK):
@@ -51,32 +58,33 @@ def _binary_artifact(path: Path, name: str, packageable: xm.Packageable) -> xm.B
     return xm.BinaryArtifact(
         name=name,
         path=str(path),
-        sha256=sha256_file(path),
+        sha256=sha256 if sha256 is not None else sha256_file(path),
         args=packageable.args,
         env_vars=dict(packageable.env_vars),
     )
 
 
 def package(packageables: Sequence[xm.Packageable]) -> list[xm.Executable]:
-    """Packages each packageable; Bazel labels are built together in one invocation."""
-    labels = [
-        spec.label
+    """Packages each packageable; Bazel labels come from the xm_launch manifest under
+    `bazel run`, else are built together in one `bazel build`."""
+    bazel_specs = [
+        spec
         for spec in (p.executable_spec for p in packageables)
         if isinstance(spec, xm.BazelBinary | xm.BazelContainer)
     ]
-    bazel_args = sorted(
-        {
-            arg
-            for p in packageables
-            if isinstance(p.executable_spec, xm.BazelBinary | xm.BazelContainer)
-            for arg in p.executable_spec.bazel_args
-        }
-    )
-    built = build_bazel_targets(labels, bazel_args) if labels else {}
-    return [_package_one(p, built) for p in packageables]
+    manifest = BazelManifest.from_env() if bazel_specs else None
+    built: dict[str, list[Path]] = {}
+    if manifest is not None:
+        _warn_ignored_bazel_args(bazel_specs)
+    elif bazel_specs:
+        bazel_args = sorted({arg for spec in bazel_specs for arg in spec.bazel_args})
+        built = build_bazel_targets([spec.label for spec in bazel_specs], bazel_args)
+    return [_package_one(p, built, manifest) for p in packageables]
 
 
-def _package_one(packageable: xm.Packageable, built: dict[str, list[Path]]) -> xm.Executable:
+def _package_one(
+    packageable: xm.Packageable, built: dict[str, list[Path]], manifest: BazelManifest | None
+) -> xm.Executable:
     spec = packageable.executable_spec
     if isinstance(spec, xm.Binary):
         path = Path(spec.path)
@@ -84,11 +92,29 @@ def _package_one(packageable: xm.Packageable, built: dict[str, list[Path]]) -> x
             path = launch_script_dir() / path
         return _binary_artifact(path, spec.name, packageable)
     if isinstance(spec, xm.BazelBinary):
+        if manifest is not None:
+            entry = manifest.artifact(spec.label, "binary")
+            sha256 = entry.digest.removeprefix("sha256:")
+            return _binary_artifact(entry.path, spec.name, packageable, sha256)
         outputs = built[spec.label]
         return _binary_artifact(_pick_executable(spec.label, outputs), spec.name, packageable)
     if isinstance(spec, xm.Container):
         return _container_artifact(spec, packageable)
     if isinstance(spec, xm.BazelContainer):
+        if manifest is not None:
+            entry = manifest.artifact(spec.label, "image")
+            if not entry.path.is_file():
+                raise PackagingError(
+                    f"image tarball {entry.path} of {spec.label} does not exist; build the "
+                    f"launcher again (`bazel run {manifest.launcher}`)"
+                )
+            return xm.ImageArtifact(
+                name=spec.name,
+                image_path=str(entry.path),
+                digest=entry.digest,
+                args=packageable.args,
+                env_vars=dict(packageable.env_vars),
+            )
         tarballs = [p for p in built[spec.label] if p.name.endswith(".tar")]
         if not tarballs:
             raise PackagingError(f"{spec.label} built no image tarball (*.tar)")
@@ -104,6 +130,125 @@ def _package_one(packageable: xm.Packageable, built: dict[str, list[Path]]) -> x
         "with Bazel (xm.bazel_container) or use xm.Binary / xm.Container"
     )
 
+
+# -- the xm_launch manifest ------------------------------------------------------------------------
+
+MANIFEST_ENV = "XM_BAZEL_MANIFEST"
+_MANIFEST_VERSION = 1
+_KINDS = {"binary": "xm.bazel_binary", "image": "xm.bazel_container"}
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestEntry:
+    """One prebuilt executable of an xm_launch target."""
+
+    label: str
+    kind: str
+    path: Path
+    digest: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BazelManifest:
+    """The executables an xm_launch target built with it (docs/rules.md, "xm_launch").
+
+    JSON: `{"version": 1, "launcher": "//exp:launch", "artifacts": {LABEL: {"label": canonical
+    label, "kind": "binary" | "image", "path": ..., "digest": "sha256:<hex>"}}}`, one key per
+    spelling of each label. A relative `path` is relative to the manifest's directory (in the
+    launcher's runfiles tree), and symlinks are resolved: that leads to Bazel's output tree, where
+    a binary has its own runfiles tree next to it and so runs outside the launcher's.
+    """
+
+    launcher: str
+    entries: Mapping[str, ManifestEntry]
+
+    @classmethod
+    def from_env(cls) -> BazelManifest | None:
+        """The manifest named by XM_BAZEL_MANIFEST (set by `bazel run` of an xm_launch target)."""
+        configured = os.environ.get(MANIFEST_ENV)
+        return cls.load(Path(configured)) if configured else None
+
+    @classmethod
+    def load(cls, path: Path) -> BazelManifest:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise _manifest_error(path, f"cannot read it: {error}") from None
+        try:
+            return cls._parse(path, data)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise _manifest_error(path, f"malformed ({type(error).__name__}: {error})") from None
+
+    @classmethod
+    def _parse(cls, path: Path, data: Any) -> BazelManifest:
+        if data.get("version") != _MANIFEST_VERSION:
+            raise _manifest_error(
+                path,
+                f"version {data.get('version')!r}, but this client reads version "
+                f"{_MANIFEST_VERSION}: build it with the xm_rules of this xmanager",
+            )
+        entries: dict[str, ManifestEntry] = {}
+        for name, item in data["artifacts"].items():
+            kind = item["kind"]
+            digest = item["digest"]
+            if kind not in _KINDS or not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+                raise _manifest_error(path, f"{name}: bad kind {kind!r} or digest {digest!r}")
+            # Not resolved against the manifest's real path: external repositories are laid
+            # out differently in the runfiles tree and in the output tree.
+            where = path.parent / str(item["path"])
+            entries[name] = ManifestEntry(
+                str(item["label"]), kind, Path(os.path.realpath(where)), digest
+            )
+        return cls(str(data["launcher"]), entries)
+
+    def artifact(self, label: str, kind: str) -> ManifestEntry:
+        """The entry of `label` (as a launch script spells it), which must be of `kind`."""
+        entry = next((self.entries[n] for n in _label_spellings(label) if n in self.entries), None)
+        if entry is None:
+            listed = sorted({e.label.removeprefix("@@") for e in self.entries.values()})
+            raise PackagingError(
+                f"{label} is not among the executables of the xm_launch target {self.launcher}: "
+                f"add it to that target's `executables` and `bazel run` it again (it lists: "
+                f"{', '.join(listed) or 'nothing'})"
+            )
+        if entry.kind != kind:
+            raise PackagingError(
+                f"{label} is {'an image' if entry.kind == 'image' else 'a binary'}: package it "
+                f"with {_KINDS[entry.kind]}, not {_KINDS[kind]}"
+            )
+        return entry
+
+
+def _manifest_error(path: Path, problem: str) -> PackagingError:
+    return PackagingError(
+        f"{MANIFEST_ENV}={path}: {problem}. It should be the manifest of an xm_launch target, "
+        f"set by `bazel run`; unset {MANIFEST_ENV} to build the labels with `bazel build`"
+    )
+
+
+def _label_spellings(label: str) -> list[str]:
+    """`label` and its main-repository spellings: `@@//p:n`, `@//p:n`, `//p:n`, `//p` (`//p:p`)."""
+    forms = [label]
+    bare = label.removeprefix("@@") if label.startswith("@@//") else label.removeprefix("@")
+    if bare.startswith("//"):
+        if ":" not in bare:
+            bare = f"{bare}:{bare.rsplit('/', 1)[-1]}"
+        forms += [bare, f"@@{bare}"]
+    return forms
+
+
+def _warn_ignored_bazel_args(specs: Sequence[xm.BazelBinary | xm.BazelContainer]) -> None:
+    ignored = sorted({arg for spec in specs for arg in spec.bazel_args})
+    if ignored:
+        print(
+            f"xmanager: bazel_args {ignored} not applied: under `bazel run` the executables were "
+            "built with the launcher, with the `bazel run` command's flags; pass them there",
+            file=sys.stderr,
+        )
+
+
+# -- containers ------------------------------------------------------------------------------------
 
 _TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # Docker's reference grammar, loosely: [registry[:port]/]path[:tag][@digest], lowercase path.
