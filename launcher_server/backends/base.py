@@ -76,6 +76,9 @@ class Backend(abc.ABC):
 
     #: Short name, as in ServerInfo.backends ("local", "vertex", ...).
     name: str
+    #: Whether a job passes through STARTING (image loading, scheduling...). A backend whose
+    #: jobs run the moment they are handed over (a local process) reports RUNNING at once.
+    reports_starting: bool = True
 
     @abc.abstractmethod
     def availability(self) -> tuple[bool, str]:

@@ -49,6 +49,7 @@ class _Followed:
 
 class LocalProcessBackend(Backend):
     name = "local"
+    reports_starting = False  # a process runs as soon as its supervisor gets it
 
     def __init__(
         self,
