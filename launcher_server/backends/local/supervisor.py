@@ -370,6 +370,12 @@ class Supervisor:
         self._send(request.key, "exited", record)
 
     def _send(self, key: list[Any], event: str, record: dict[str, Any]) -> None:
+        if event == "exited":
+            # A job that ended before its start was announced: its end alone says both (the
+            # exit record has the start time), and spares the daemon a status it never saw.
+            self._pending = [
+                m for m in self._pending if not (m["key"] == key and m["event"] == "started")
+            ]
         self._pending.append({"key": key, "event": event, "record": record})
 
     def _flush(self) -> None:
