@@ -96,6 +96,11 @@ def _prepare(daemon: DaemonHandle) -> int:
     for _ in stub.AddWorkUnits(iter(requests)):
         pass
     daemon.wait_all_final(experiment.id, _UNITS, timeout=120)
+    # Each unit read once: the measurement is of a daemon serving units it has served before.
+    for work_unit_id in range(1, _UNITS + 1):
+        stub.GetWorkUnit(
+            pb.GetWorkUnitRequest(experiment_id=experiment.id, work_unit_id=work_unit_id)
+        )
     return int(experiment.id)
 
 
