@@ -301,9 +301,7 @@ class Scheduler:
                 backend = self._backends[backend_name(job)]
                 if backend.reports_starting:
                     # Before the backend can report RUNNING: one queue keeps them in order.
-                    self.report(
-                        JobObservation(key, pb.JOB_STATE_STARTING, native_state="starting")
-                    )
+                    self.report(JobObservation(key, pb.JOB_STATE_STARTING, native_state="starting"))
                 handle = backend.start(self._launch_spec(key, job, peers))
             except (BackendUnavailableError, ValueError, KeyError, OSError) as error:
                 _log.warning("job %s failed to start: %s", key, error)
