@@ -37,6 +37,7 @@ JOB_STATUS_COLUMNS = (
     JobRow.end_time,
     JobRow.update_time,
     JobRow.backend_handle,
+    JobRow.log_location,
 )
 UNIT_STATUS_COLUMNS = (
     WorkUnitRow.experiment_id,

@@ -145,13 +145,14 @@ def unit_message(row: Any, jobs: Iterable[Any]) -> pb.WorkUnit:
 
 
 def unit_status_message(row: Any, jobs: Iterable[Any]) -> pb.WorkUnit:
-    """A work unit's status and its jobs' names and statuses only (what watchers get)."""
+    """A work unit's status and its jobs' names, statuses and log locations (what watchers
+    get)."""
     return pb.WorkUnit(
         experiment_id=row.experiment_id,
         work_unit_id=row.work_unit_id,
         status=status(row),
         jobs=[
-            pb.Job(name=job.name, status=status(job))
+            pb.Job(name=job.name, status=status(job), log_location=job.log_location)
             for job in sorted(jobs, key=lambda j: j.position)
         ],
     )
@@ -173,12 +174,15 @@ def event_message(row: Any) -> pb.Event:
 
 def status_only(unit: pb.WorkUnit) -> pb.WorkUnit:
     """What watchers and a sweep's adds get of a whole unit: its ids, identity, creation time,
-    status and its jobs' names and statuses."""
+    status and its jobs' names, statuses and log locations."""
     return pb.WorkUnit(
         experiment_id=unit.experiment_id,
         work_unit_id=unit.work_unit_id,
         identity=unit.identity,
         create_time=unit.create_time,
         status=unit.status,
-        jobs=[pb.Job(name=job.name, status=job.status) for job in unit.jobs],
+        jobs=[
+            pb.Job(name=job.name, status=job.status, log_location=job.log_location)
+            for job in unit.jobs
+        ],
     )

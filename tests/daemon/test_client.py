@@ -7,6 +7,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -263,3 +264,54 @@ def test_cli_launch_reports_a_refused_unit_in_one_line(
     assert result.stderr.startswith("xmanager: FAILED_PRECONDITION:")
     assert "not available in this version" in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+_ECHO_SCRIPT = """
+from xmanager import xm, xm_local
+with xm_local.create_experiment(experiment_title='echo') as experiment:
+    [executable] = experiment.package(
+        [xm.Packageable(xm.Binary(path='/bin/sh'), xm_local.Local.Spec())])
+    for i in (1, 2):
+        experiment.add(xm.Job(
+            executable, xm_local.Local(),
+            args=['-c', f'echo start {i}; sleep 0.3; echo err {i} >&2; printf "no newline {i}"']))
+    experiment.add(xm.Job(
+        executable, xm_local.Local(experimental_stream_output=False), args=['-c', 'echo quiet']))
+"""
+
+
+@pytest.mark.parametrize("transport", ["unix socket", "tcp"])
+def test_local_jobs_output_is_echoed_on_the_launch_scripts_stdout(
+    state_dir: Path, tmp_path: Path, transport: str
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = DaemonHandle(state_dir, [f"--listen=127.0.0.1:{port}"])
+    daemon.start()
+    try:
+        script = tmp_path / "echo.py"
+        script.write_text(_ECHO_SCRIPT)
+        env = daemon.env()
+        if transport == "tcp":  # the daemon's files are not ours: StreamLogs it is
+            env["XM_LAUNCHER_ADDRESS"] = f"127.0.0.1:{port}"
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        for i in (1, 2):
+            unit_lines = [line for line in lines if line.startswith(f"[{i}/_bin_sh] ")]
+            assert unit_lines[0] == f"[{i}/_bin_sh] start {i}"
+            assert sorted(unit_lines[1:]) == [
+                f"[{i}/_bin_sh] err {i}",
+                f"[{i}/_bin_sh] no newline {i}",
+            ]
+        assert "quiet" not in result.stdout
+    finally:
+        daemon.stop()

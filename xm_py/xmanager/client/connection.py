@@ -80,6 +80,11 @@ class Launcher:
         self.server_info = self._handshake()
 
     @property
+    def is_local(self) -> bool:
+        """Whether the daemon is on this machine (its Unix socket): its files are ours to read."""
+        return self._address is None
+
+    @property
     def target(self) -> str:
         return self._address or f"unix:{self.state.socket}"
 

@@ -19,8 +19,9 @@ from xmanager import xm
 from xmanager.client.connection import Launcher, connect
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.xm import roles
-from xmanager.xm_local import packaging, progress
+from xmanager.xm_local import executors, packaging, progress
 from xmanager.xm_local.job_proto import job_to_proto
+from xmanager.xm_local.output import OutputEcho
 from xmanager.xm_local.submitter import Submitter
 from xmanager.xm_local.watcher import FINAL_STATES, StatusWatcher
 
@@ -49,6 +50,7 @@ class LocalExperiment(xm.Experiment):
         self._next_work_unit_id = record.work_unit_count + 1
         self._submitter: Submitter | None = None
         self._watcher: StatusWatcher | None = None
+        self._output: OutputEcho | None = None
 
     # -- xm.Experiment hooks ----------------------------------------------------------------------
 
@@ -151,6 +153,9 @@ class LocalExperiment(xm.Experiment):
             )
 
     def _close_streams(self) -> None:
+        if self._output is not None:
+            self._output.close()
+            self._output = None
         if self._submitter is not None:
             self._submitter.close()
             self._submitter = None
@@ -169,6 +174,18 @@ class LocalExperiment(xm.Experiment):
         if self._submitter is None:
             self._submitter = Submitter(self._launcher)
         return self._submitter
+
+    @property
+    def output(self) -> OutputEcho:
+        """Echoes the output of jobs run with Local(experimental_stream_output=True)."""
+        if self._output is None:
+            watcher = self.watcher
+            self._output = OutputEcho(
+                self._launcher,
+                self.experiment_id,
+                lambda work_unit_id: _is_final(watcher.latest(work_unit_id)),
+            )
+        return self._output
 
     @property
     def watcher(self) -> StatusWatcher:
@@ -240,6 +257,14 @@ class _DaemonUnit:
             unit = await asyncio.wrap_future(experiment.submitter.submit(request))
             self.launched = True
             experiment.watcher.observe(unit)
+            echoed = [
+                name
+                for name, job in jobs.items()
+                if isinstance(job.executor, executors.Local)
+                and job.executor.experimental_stream_output
+            ]
+            if echoed:
+                experiment.output.follow(unit, echoed)
         except BaseException as error:
             self._launch_error = error
             raise
@@ -322,6 +347,10 @@ def _raise_for_unsuccessful(units: Sequence[LocalWorkUnit | LocalAuxiliaryUnit])
 
 def _final(unit: pb.WorkUnit) -> bool:
     return unit.status.state in FINAL_STATES
+
+
+def _is_final(unit: pb.WorkUnit | None) -> bool:
+    return unit is not None and _final(unit)
 
 
 def _status(unit: pb.WorkUnit) -> xm.ExperimentUnitStatus:
