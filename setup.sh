@@ -164,7 +164,7 @@ find_pg_bin() {
 }
 
 ensure_test_services() {
-  step "Test services (PostgreSQL server, OCI registry, static busybox for test images, skopeo)"
+  step "Test services (PostgreSQL server, OCI registry, static busybox for test images, skopeo, podman)"
   if ! find_pg_bin >/dev/null; then
     apt_install postgresql
   fi
@@ -178,11 +178,15 @@ ensure_test_services() {
     apt_install busybox-static
   fi
   info "busybox-static: /bin/busybox"
-  # The image tests check that skopeo accepts image tarballs as OCI archives (no network used).
+  # The image tests check that skopeo and podman accept image tarballs (no network used).
   if ! command -v skopeo >/dev/null; then
     apt_install skopeo
   fi
   info "skopeo: $(command -v skopeo)"
+  if ! command -v podman >/dev/null; then
+    apt_install podman
+  fi
+  info "podman: $(command -v podman)"
 }
 
 ensure_docker() {

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,44 @@ def test_python_base_is_what_python_needs(quickstart: bazel.Image) -> None:
         bundle = tar.extractfile("etc/ssl/certs/ca-certificates.crt").read()  # type: ignore[union-attr]
     assert "xm:x:1000:1000:" in passwd
     assert bundle.count(b"-----BEGIN CERTIFICATE-----") > 100
+
+
+def test_podman_loads_the_tarball(quickstart: bazel.Image, tmp_path: Path) -> None:
+    podman = shutil.which("podman")
+    if podman is None:
+        skip_or_fail("podman is not installed (./setup.sh test installs it)")
+    assert podman is not None
+    # A private store, so the test leaves the machine's podman images alone (podman wants a
+    # short run root).
+    run_root = Path(tempfile.mkdtemp(prefix="xm-pod-", dir="/tmp"))
+    store = [f"--root={tmp_path / 'root'}", f"--runroot={run_root}", "--storage-driver=vfs"]
+    try:
+        _podman_load_and_check(podman, store, quickstart)
+    finally:
+        shutil.rmtree(run_root, ignore_errors=True)
+
+
+def _podman_load_and_check(podman: str, store: list[str], quickstart: bazel.Image) -> None:
+    load = subprocess.run(
+        [podman, *store, "load", "--input", str(quickstart.tarball)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert load.returncode == 0, load.stderr
+    assert "Loaded image" in load.stdout
+    image_id = subprocess.run(
+        [podman, *store, "images", "--no-trunc", "--format", "{{.ID}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # Podman's image id is the config's digest, as Docker's is.
+    index = json.loads((quickstart.layout / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((quickstart.layout / "blobs" / "sha256" / manifest_digest).read_text())
+    config = manifest["config"]["digest"]
+    assert [f"sha256:{i.removeprefix('sha256:')}" for i in image_id] == [config]
 
 
 def test_skopeo_accepts_the_tarball_as_an_oci_archive(
