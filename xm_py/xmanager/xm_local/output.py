@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import grpc
 from xmanager.client.connection import Launcher
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
-_POLL_SECONDS = 0.1
+_POLL_SECONDS = 0.2
 _READ_SIZE = 1 << 16
 _REMOTE_STREAMS = 4
 
@@ -102,7 +103,13 @@ class OutputEcho:
             closing = self._closed.wait(_POLL_SECONDS)
             with self._lock:
                 followed = list(self._followed)
-            done = [f for f in followed if self._read(f, final=closing)]
+            started = _Started()
+            done = [
+                f
+                for f in followed
+                if (closing or started.has(f.path) or self._is_final(f.work_unit_id))
+                and self._read(f, final=closing)
+            ]
             if done:
                 with self._lock:
                     self._followed = [f for f in self._followed if f not in done]
@@ -157,3 +164,27 @@ class OutputEcho:
         with self._write_lock:
             self._out.write(text)
             self._out.flush()
+
+
+class _Started:
+    """Which jobs have started, from one listing per directory of work units.
+
+    A job's log is `.../UNIT/JOB/output.log`, and its unit's directory exists once the unit
+    started: listing the directory of units once a round spares a failed open() per job still
+    waiting (most of a sweep, most of the time).
+    """
+
+    def __init__(self) -> None:
+        self._listings: dict[str, set[str]] = {}
+
+    def has(self, log_path: str) -> bool:
+        unit_dir = os.path.dirname(os.path.dirname(log_path))
+        parent, unit = os.path.split(unit_dir)
+        names = self._listings.get(parent)
+        if names is None:
+            try:
+                names = {entry.name for entry in os.scandir(parent)}
+            except FileNotFoundError:
+                names = set()
+            self._listings[parent] = names
+        return unit in names
