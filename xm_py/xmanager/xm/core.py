@@ -150,7 +150,11 @@ class ExperimentUnit(abc.ABC):
         self, job: JobType, args: UserArgs | None, identity: str
     ) -> Coroutine[Any, Any, None]:
         """What `add` runs on the experiment's loop (checks happen here, at the call)."""
-        prepared = job_operators.prepare(job, args)
+        return self._add_prepared(job_operators.prepare(job, args), args, identity)
+
+    def _add_prepared(
+        self, prepared: job_operators.Prepared, args: UserArgs | None, identity: str
+    ) -> Coroutine[Any, Any, None]:
         if isinstance(prepared, JobGroup):
             return _await(
                 self._launch_job_group(prepared, job_operators.record_args(args), identity)
@@ -540,15 +544,15 @@ class Experiment(abc.ABC):
             )
         if not isinstance(identity, str):
             raise TypeError(f"identity must be a str, got {identity!r}.")
-        job_operators.prepare(job, args)  # Fail at the caller's line, not later on the loop.
+        # Prepared here, so that bad jobs or args fail at the caller's line, not on the loop.
+        prepared = job_operators.prepare(job, args)
         recorded = job_operators.record_args(args)
-        unit_job = job
 
         async def launch() -> ExperimentUnit:
             unit = await self._create_experiment_unit(recorded, role, identity)
             try:
                 # Directly on this loop: `unit.add` would schedule another task for it.
-                await unit._add_now(unit_job, args, identity)
+                await unit._add_prepared(prepared, args, identity)
             except Exception as error:
                 with contextlib.suppress(Exception):
                     unit.stop(mark_as_failed=True, message=f"Launching the unit failed: {error!r}")

@@ -185,9 +185,11 @@ def generator_kwargs(generator: JobGeneratorType, args: UserArgs | None) -> dict
     return kwargs
 
 
-def prepare(
-    job: object, args: UserArgs | None
-) -> JobGroup | tuple[JobGeneratorType, dict[str, Any]]:
+# What `prepare` returns: a JobGroup ready to launch, or a job generator with its arguments.
+Prepared = JobGroup | tuple[JobGeneratorType, dict[str, Any]]
+
+
+def prepare(job: object, args: UserArgs | None) -> Prepared:
     """Checks `job` and `args` and returns the JobGroup to launch, or the generator and its
     keyword arguments.
 

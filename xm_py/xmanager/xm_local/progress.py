@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
 from collections.abc import Sequence
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.xm_local.watcher import FINAL_STATES, StatusWatcher
@@ -32,13 +30,23 @@ def summarize(watcher: StatusWatcher, ids: Sequence[int]) -> tuple[int, str]:
 
 def shows_live() -> bool:
     """Whether waiting shows a live display (on a terminal), which needs every update."""
-    return Console(stderr=True).is_terminal
+    return sys.stderr.isatty()
 
 
 async def wait_with_progress(
     watcher: StatusWatcher, experiment_id: int, ids: Sequence[int]
 ) -> None:
     """Returns once every unit is final; shows a live bar on a terminal, a summary otherwise."""
+    # Imported here: rich is needed only once the launch script waits.
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     waits = {asyncio.wrap_future(watcher.wait_final(i)) for i in ids}
     console = Console(stderr=True)
     label = f"Experiment {experiment_id}"
