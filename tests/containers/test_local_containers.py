@@ -22,24 +22,10 @@ from tests.containers.conftest import (
     wait_job,
     wait_no_leftovers,
 )
-from tests.support.daemon import DaemonHandle, list_work_units, run_cli
+from tests.support.daemon import TRICKY_VALUES, DaemonHandle, list_work_units, run_cli
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 pytestmark = pytest.mark.docker
-
-TRICKY_VALUES = [
-    "two words",
-    "it's",
-    'say "hi"',
-    "$HOME and ${PATH}",
-    "line one\nline two",
-    '{"lr": [0.1, 0.01], "name": "a b"}',
-    "",
-    "ünïcødé ✓",
-    "--not-a-flag",
-    "back\\slash",
-    "`backticks` and $(subshell)",
-]
 
 
 def _launch(daemon: DaemonHandle, script: Path) -> tuple[int, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,27 +13,15 @@ import pytest
 
 from tests.support.daemon import (
     ROOT,
+    TRICKY_VALUES,
     DaemonHandle,
     list_work_units,
     make_executable,
     python_script,
     run_cli,
 )
+from xmanager.client import daemon_process
 from xmanager.launcher.v1 import launcher_pb2 as pb
-
-TRICKY_VALUES = [
-    "two words",
-    "it's",
-    'say "hi"',
-    "$HOME and ${PATH}",
-    "line one\nline two",
-    '{"lr": [0.1, 0.01], "name": "a b"}',
-    "",
-    "ünïcødé ✓",
-    "--not-a-flag",
-    "back\\slash",
-    "`backticks` and $(subshell)",
-]
 
 
 def _launch(daemon: DaemonHandle, script: Path, *flags: str) -> str:
@@ -173,7 +160,7 @@ def test_cancel_leaves_no_orphans(daemon: DaemonHandle, tmp_path: Path) -> None:
     (unit,) = daemon.wait_all_final(experiment.id, 1)
     assert unit.status.state == pb.JOB_STATE_CANCELLED
     deadline = time.monotonic() + 5
-    while _alive(grandchild):
+    while daemon_process.alive(grandchild):
         assert time.monotonic() < deadline, f"grandchild {grandchild} survived the cancel"
         time.sleep(0.05)
 
@@ -348,15 +335,3 @@ def _local_job(name: str, path: str, *args: str) -> pb.Job:
         args=args,
         executor=pb.Executor(local=pb.LocalExecutor()),
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False

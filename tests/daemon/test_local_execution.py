@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tests.support.daemon import DaemonHandle, make_executable, python_script
+from xmanager.client import daemon_process
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 FINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED, pb.JOB_STATE_LOST}
@@ -321,7 +322,7 @@ def test_a_vanished_supervisor_means_lost_and_no_orphans(state_dir: Path, tmp_pa
         assert "supervisor vanished" in status.reason
         assert unit.status.state == pb.JOB_STATE_FAILED
         deadline = time.monotonic() + 5
-        while _alive(started["pid"]):
+        while daemon_process.alive(started["pid"]):
             assert time.monotonic() < deadline, "the job outlived its supervisor"
             time.sleep(0.05)
     finally:
@@ -340,15 +341,3 @@ def test_a_binary_changed_since_packaging_is_refused(
     (unit,) = daemon.wait_all_final(experiment_id, 1)
     assert unit.status.state == pb.JOB_STATE_FAILED
     assert "changed since it was packaged" in unit.jobs[0].status.reason
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False

@@ -17,6 +17,20 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 
 ROOT = Path(__file__).resolve().parents[2]
+# Argument and environment values that a shell would mangle: they must reach jobs byte for byte.
+TRICKY_VALUES = [
+    "two words",
+    "it's",
+    'say "hi"',
+    "$HOME and ${PATH}",
+    "line one\nline two",
+    '{"lr": [0.1, 0.01], "name": "a b"}',
+    "",
+    "ünïcødé ✓",
+    "--not-a-flag",
+    "back\\slash",
+    "`backticks` and $(subshell)",
+]
 FINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED, pb.JOB_STATE_LOST}
 
 

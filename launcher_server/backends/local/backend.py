@@ -197,7 +197,7 @@ class LocalProcessBackend(Backend):
         with self._lock:
             if self._followed.pop(key, None) is None:
                 return  # reported already (by the poll)
-        self._report(final_observation(key, exited))
+        self._report(records.final_observation(key, exited))
 
     def _poll(self) -> None:
         while not self._closed.wait(_POLL_SECONDS):
@@ -226,7 +226,7 @@ class LocalProcessBackend(Backend):
             with self._lock:
                 if self._followed.pop(key, None) is None:
                     return
-            self._report(final_observation(key, exited) if exited else lost(key, started))
+            self._report(records.final_observation(key, exited) if exited else lost(key, started))
 
     # -- cancelling and re-attaching -------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class LocalProcessBackend(Backend):
         exited = records.read_exited(job_dir)
         started = records.read_started(job_dir)
         if exited is not None:
-            return final_observation(key, exited)
+            return records.final_observation(key, exited)
         if started is not None and records.supervisor_alive(started):
             with self._lock:
                 self._followed[key] = _Followed(job_dir, started_reported=True)
@@ -303,24 +303,6 @@ class LocalProcessBackend(Backend):
                 process.stdin.close()  # end of requests: it finishes its jobs and exits
         for thread in self._threads[1:]:
             thread.join(timeout=2)
-
-
-def final_observation(key: JobKey, exited: records.Exited) -> JobObservation:
-    if exited.cancelled:
-        state = pb.JOB_STATE_CANCELLED
-    elif exited.exit_code == 0:
-        state = pb.JOB_STATE_SUCCEEDED
-    else:
-        state = pb.JOB_STATE_FAILED
-    return JobObservation(
-        key,
-        state,
-        native_state="signaled" if exited.signal else "exited",
-        reason=exited.describe() if state != pb.JOB_STATE_SUCCEEDED else "",
-        exit_code=exited.shell_exit_code,
-        start_time=records.parse_time(exited.start_time) if exited.start_time else None,
-        end_time=records.parse_time(exited.end_time),
-    )
 
 
 def lost(key: JobKey, started: records.Started) -> JobObservation:

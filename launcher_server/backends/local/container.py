@@ -725,21 +725,8 @@ class LocalContainerBackend(Backend):
         return self._final_observation(job, exited)
 
     def _final_observation(self, job: _Job, exited: records.Exited) -> JobObservation:
-        if exited.cancelled:
-            state = pb.JOB_STATE_CANCELLED
-        elif exited.exit_code == 0:
-            state = pb.JOB_STATE_SUCCEEDED
-        else:
-            state = pb.JOB_STATE_FAILED
-        return JobObservation(
-            job.key,
-            state,
-            native_state="exited",
-            reason=exited.describe() if state != pb.JOB_STATE_SUCCEEDED else "",
-            exit_code=exited.shell_exit_code,
-            start_time=self._start_time(job),
-            end_time=records.parse_time(exited.end_time),
-        )
+        observation = records.final_observation(job.key, exited, start_time=self._start_time(job))
+        return dataclasses.replace(observation, native_state="exited")
 
     def _vanished(self, job: _Job) -> JobObservation:
         return JobObservation(

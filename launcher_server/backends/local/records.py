@@ -29,6 +29,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from launcher_server.backends.base import JobKey, JobObservation
+from xmanager.launcher.v1 import launcher_pb2 as pb
+
 STARTED = "started.json"
 EXITED = "exit.json"
 CANCEL = "cancel.json"
@@ -186,3 +189,26 @@ def _boot_time() -> float:
             if line.startswith("btime "):
                 return float(line.split()[1])
     raise RuntimeError("/proc/stat has no btime")
+
+
+def final_observation(
+    key: JobKey, exited: Exited, *, start_time: datetime.datetime | None = None
+) -> JobObservation:
+    """What an exit record says of a job's end (its own start time unless given one)."""
+    if exited.cancelled:
+        state = pb.JOB_STATE_CANCELLED
+    elif exited.exit_code == 0:
+        state = pb.JOB_STATE_SUCCEEDED
+    else:
+        state = pb.JOB_STATE_FAILED
+    if start_time is None and exited.start_time:
+        start_time = parse_time(exited.start_time)
+    return JobObservation(
+        key,
+        state,
+        native_state="signaled" if exited.signal else "exited",
+        reason=exited.describe() if state != pb.JOB_STATE_SUCCEEDED else "",
+        exit_code=exited.shell_exit_code,
+        start_time=start_time,
+        end_time=parse_time(exited.end_time),
+    )

@@ -149,13 +149,14 @@ def stop(state: StateDir, *, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # Gone, not merely its pid file: until it exits it may hold the store.
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.02)
     raise TimeoutError(f"the launcher daemon (pid {pid}) did not stop within {timeout:.0f} s")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, which has ended, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -236,6 +236,31 @@ class _DaemonUnit:
         self._launch_error: BaseException | None = None
         self.launched = False
 
+    @property
+    def work_unit_id(self) -> int:
+        return self._daemon_id
+
+    def _launch_job_group(
+        self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str
+    ) -> Awaitable[None]:
+        return self._launch(job_group, args, identity)
+
+    def _wait_until_complete(self) -> Awaitable[xm.ExperimentUnitStatus]:
+        return self._wait_final()
+
+    def get_status(self) -> xm.ExperimentUnitStatus:
+        return self._current_status()
+
+    def stop(
+        self,
+        *,
+        mark_as_failed: bool = False,
+        mark_as_completed: bool = False,
+        message: str | None = None,
+    ) -> None:
+        if self.launched:
+            self._cancel(message)
+
     async def _launch(self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str) -> None:
         if self._launch_started:
             raise RuntimeError(
@@ -369,31 +394,6 @@ class LocalWorkUnit(_DaemonUnit, xm.WorkUnit):
         xm.WorkUnit.__init__(self, experiment, args, role, identity)
         self._init_daemon_unit(experiment, work_unit_id)
 
-    @property
-    def work_unit_id(self) -> int:
-        return self._daemon_id
-
-    def _launch_job_group(
-        self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str
-    ) -> Awaitable[None]:
-        return self._launch(job_group, args, identity)
-
-    def _wait_until_complete(self) -> Awaitable[xm.ExperimentUnitStatus]:
-        return self._wait_final()
-
-    def get_status(self) -> xm.ExperimentUnitStatus:
-        return self._current_status()
-
-    def stop(
-        self,
-        *,
-        mark_as_failed: bool = False,
-        mark_as_completed: bool = False,
-        message: str | None = None,
-    ) -> None:
-        if self.launched:
-            self._cancel(message)
-
 
 class LocalAuxiliaryUnit(_DaemonUnit, xm.AuxiliaryUnit):
     """An auxiliary unit runs as a work unit of its own in the daemon."""
@@ -408,31 +408,6 @@ class LocalAuxiliaryUnit(_DaemonUnit, xm.AuxiliaryUnit):
     ) -> None:
         xm.AuxiliaryUnit.__init__(self, experiment, args, role, identity)
         self._init_daemon_unit(experiment, work_unit_id)
-
-    @property
-    def work_unit_id(self) -> int:
-        return self._daemon_id
-
-    def _launch_job_group(
-        self, job_group: xm.JobGroup, args: Mapping[str, Any], identity: str
-    ) -> Awaitable[None]:
-        return self._launch(job_group, args, identity)
-
-    def _wait_until_complete(self) -> Awaitable[xm.ExperimentUnitStatus]:
-        return self._wait_final()
-
-    def get_status(self) -> xm.ExperimentUnitStatus:
-        return self._current_status()
-
-    def stop(
-        self,
-        *,
-        mark_as_failed: bool = False,
-        mark_as_completed: bool = False,
-        message: str | None = None,
-    ) -> None:
-        if self.launched:
-            self._cancel(message)
 
 
 # -- entry points -------------------------------------------------------------------------------
