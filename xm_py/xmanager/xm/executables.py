@@ -20,10 +20,20 @@ def _name_from(text: str) -> str:
     return re.sub(r"\W+", "_", text)
 
 
+def launch_script_path() -> str:
+    """The running launch script, absolute: `XM_LAUNCH_SCRIPT` when a launcher set it (`xmanager
+    launch`, `bazel run` of an xm_launch target), else `sys.argv[0]`; "" when there is none."""
+    script = os.environ.get("XM_LAUNCH_SCRIPT")
+    if not script:
+        argv: list[str] = getattr(sys, "argv", None) or [""]
+        script = argv[0]
+    return os.path.abspath(script) if script else ""
+
+
 def launch_script_dir() -> str:
-    """The directory of the running launch script (that of `sys.argv[0]`), as an absolute path."""
-    argv: list[str] = getattr(sys, "argv", None) or [""]
-    return os.path.dirname(os.path.abspath(argv[0]))
+    """The directory of the running launch script, absolute (the working directory if none)."""
+    script = launch_script_path()
+    return os.path.dirname(script) if script else os.getcwd()
 
 
 def resolve_path_relative_to_launcher(path: str) -> str:

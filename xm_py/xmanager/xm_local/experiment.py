@@ -19,6 +19,7 @@ from xmanager import xm
 from xmanager.client.connection import Launcher, connect
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.xm import roles
+from xmanager.xm.executables import launch_script_path
 from xmanager.xm_local import executors, packaging, progress
 from xmanager.xm_local.job_proto import job_to_proto
 from xmanager.xm_local.output import OutputEcho
@@ -414,9 +415,8 @@ class LocalAuxiliaryUnit(_DaemonUnit, xm.AuxiliaryUnit):
 
 
 def _script_path() -> Path | None:
-    script = os.environ.get("XM_LAUNCH_SCRIPT") or (sys.argv[0] if sys.argv else "")
-    path = Path(script)
-    return path.resolve() if script and path.is_file() else None
+    script = launch_script_path()
+    return Path(script) if script and os.path.isfile(script) else None
 
 
 def _source_revision(directory: Path) -> str:

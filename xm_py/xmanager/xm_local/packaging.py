@@ -14,30 +14,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 import tarfile
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from xmanager import xm
+from xmanager.xm.executables import launch_script_dir
+from xmanager.xm_local.bazel_build import build_bazel_targets, pick_executable
+from xmanager.xm_local.bazel_manifest import (
+    MANIFEST_ENV,
+    BazelManifest,
+    warn_ignored_bazel_args,
+)
+from xmanager.xm_local.errors import PackagingError
 
-
-class PackagingError(RuntimeError):
-    """An executable could not be packaged; the message says what to fix."""
-
-
-def launch_script_dir() -> Path:
-    """The directory relative paths in a launch script are resolved against."""
-    script = os.environ.get("XM_LAUNCH_SCRIPT") or (sys.argv[0] if sys.argv else "")
-    return Path(script).resolve().parent if script else Path.cwd()
+__all__ = ["MANIFEST_ENV", "PackagingError", "image_tarball_digest", "package"]
 
 
 def sha256_file(path: Path) -> str:
@@ -75,7 +70,7 @@ def package(packageables: Sequence[xm.Packageable]) -> list[xm.Executable]:
     manifest = BazelManifest.from_env() if bazel_specs else None
     built: dict[str, list[Path]] = {}
     if manifest is not None:
-        _warn_ignored_bazel_args(bazel_specs)
+        warn_ignored_bazel_args(bazel_specs)
     elif bazel_specs:
         bazel_args = sorted({arg for spec in bazel_specs for arg in spec.bazel_args})
         built = build_bazel_targets([spec.label for spec in bazel_specs], bazel_args)
@@ -89,7 +84,7 @@ def _package_one(
     if isinstance(spec, xm.Binary):
         path = Path(spec.path)
         if not path.is_absolute():
-            path = launch_script_dir() / path
+            path = Path(launch_script_dir()) / path
         return _binary_artifact(path, spec.name, packageable)
     if isinstance(spec, xm.BazelBinary):
         if manifest is not None:
@@ -97,7 +92,7 @@ def _package_one(
             sha256 = entry.digest.removeprefix("sha256:")
             return _binary_artifact(entry.path, spec.name, packageable, sha256)
         outputs = built[spec.label]
-        return _binary_artifact(_pick_executable(spec.label, outputs), spec.name, packageable)
+        return _binary_artifact(pick_executable(spec.label, outputs), spec.name, packageable)
     if isinstance(spec, xm.Container):
         return _container_artifact(spec, packageable)
     if isinstance(spec, xm.BazelContainer):
@@ -131,123 +126,6 @@ def _package_one(
     )
 
 
-# -- the xm_launch manifest ------------------------------------------------------------------------
-
-MANIFEST_ENV = "XM_BAZEL_MANIFEST"
-_MANIFEST_VERSION = 1
-_KINDS = {"binary": "xm.bazel_binary", "image": "xm.bazel_container"}
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ManifestEntry:
-    """One prebuilt executable of an xm_launch target."""
-
-    label: str
-    kind: str
-    path: Path
-    digest: str
-
-
-@dataclasses.dataclass(frozen=True)
-class BazelManifest:
-    """The executables an xm_launch target built with it (docs/rules.md, "xm_launch").
-
-    JSON: `{"version": 1, "launcher": "//exp:launch", "artifacts": {LABEL: {"label": canonical
-    label, "kind": "binary" | "image", "path": ..., "digest": "sha256:<hex>"}}}`, one key per
-    spelling of each label. A relative `path` is relative to the manifest's directory (in the
-    launcher's runfiles tree), and symlinks are resolved: that leads to Bazel's output tree, where
-    a binary has its own runfiles tree next to it and so runs outside the launcher's.
-    """
-
-    launcher: str
-    entries: Mapping[str, ManifestEntry]
-
-    @classmethod
-    def from_env(cls) -> BazelManifest | None:
-        """The manifest named by XM_BAZEL_MANIFEST (set by `bazel run` of an xm_launch target)."""
-        configured = os.environ.get(MANIFEST_ENV)
-        return cls.load(Path(configured)) if configured else None
-
-    @classmethod
-    def load(cls, path: Path) -> BazelManifest:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise _manifest_error(path, f"cannot read it: {error}") from None
-        try:
-            return cls._parse(path, data)
-        except (KeyError, TypeError, AttributeError) as error:
-            raise _manifest_error(path, f"malformed ({type(error).__name__}: {error})") from None
-
-    @classmethod
-    def _parse(cls, path: Path, data: Any) -> BazelManifest:
-        if data.get("version") != _MANIFEST_VERSION:
-            raise _manifest_error(
-                path,
-                f"version {data.get('version')!r}, but this client reads version "
-                f"{_MANIFEST_VERSION}: build it with the xm_rules of this xmanager",
-            )
-        entries: dict[str, ManifestEntry] = {}
-        for name, item in data["artifacts"].items():
-            kind = item["kind"]
-            digest = item["digest"]
-            if kind not in _KINDS or not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-                raise _manifest_error(path, f"{name}: bad kind {kind!r} or digest {digest!r}")
-            # Not resolved against the manifest's real path: external repositories are laid
-            # out differently in the runfiles tree and in the output tree.
-            where = path.parent / str(item["path"])
-            entries[name] = ManifestEntry(
-                str(item["label"]), kind, Path(os.path.realpath(where)), digest
-            )
-        return cls(str(data["launcher"]), entries)
-
-    def artifact(self, label: str, kind: str) -> ManifestEntry:
-        """The entry of `label` (as a launch script spells it), which must be of `kind`."""
-        entry = next((self.entries[n] for n in _label_spellings(label) if n in self.entries), None)
-        if entry is None:
-            listed = sorted({e.label.removeprefix("@@") for e in self.entries.values()})
-            raise PackagingError(
-                f"{label} is not among the executables of the xm_launch target {self.launcher}: "
-                f"add it to that target's `executables` and `bazel run` it again (it lists: "
-                f"{', '.join(listed) or 'nothing'})"
-            )
-        if entry.kind != kind:
-            raise PackagingError(
-                f"{label} is {'an image' if entry.kind == 'image' else 'a binary'}: package it "
-                f"with {_KINDS[entry.kind]}, not {_KINDS[kind]}"
-            )
-        return entry
-
-
-def _manifest_error(path: Path, problem: str) -> PackagingError:
-    return PackagingError(
-        f"{MANIFEST_ENV}={path}: {problem}. It should be the manifest of an xm_launch target, "
-        f"set by `bazel run`; unset {MANIFEST_ENV} to build the labels with `bazel build`"
-    )
-
-
-def _label_spellings(label: str) -> list[str]:
-    """`label` and its main-repository spellings: `@@//p:n`, `@//p:n`, `//p:n`, `//p` (`//p:p`)."""
-    forms = [label]
-    bare = label.removeprefix("@@") if label.startswith("@@//") else label.removeprefix("@")
-    if bare.startswith("//"):
-        if ":" not in bare:
-            bare = f"{bare}:{bare.rsplit('/', 1)[-1]}"
-        forms += [bare, f"@@{bare}"]
-    return forms
-
-
-def _warn_ignored_bazel_args(specs: Sequence[xm.BazelBinary | xm.BazelContainer]) -> None:
-    ignored = sorted({arg for spec in specs for arg in spec.bazel_args})
-    if ignored:
-        print(
-            f"xmanager: bazel_args {ignored} not applied: under `bazel run` the executables were "
-            "built with the launcher, with the `bazel run` command's flags; pass them there",
-            file=sys.stderr,
-        )
-
-
 # -- containers ------------------------------------------------------------------------------------
 
 _TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -263,7 +141,7 @@ def _container_artifact(spec: xm.Container, packageable: xm.Packageable) -> xm.I
     image_path = spec.image_path
     path = Path(image_path).expanduser()
     if not path.is_absolute():
-        path = launch_script_dir() / path
+        path = Path(launch_script_dir()) / path
     looks_like_file = image_path.endswith(_TARBALL_SUFFIXES) or image_path.startswith(
         ("/", "./", "../", "~")
     )
@@ -326,104 +204,3 @@ def _tar_member(tar: tarfile.TarFile, name: str) -> bytes:
         raise PackagingError(f"{name} in image tarball {tar.name!r} is not a file")
     with member:
         return member.read()
-
-
-def _pick_executable(label: str, outputs: Sequence[Path]) -> Path:
-    """The target's executable among its outputs: the file named like the target."""
-    target = label.rsplit(":", 1)[-1] if ":" in label else label.rsplit("/", 1)[-1]
-    for path in outputs:
-        if path.name == target and os.access(path, os.X_OK):
-            return path
-    executables = [p for p in outputs if p.is_file() and os.access(p, os.X_OK)]
-    if len(executables) == 1:
-        return executables[0]
-    raise PackagingError(
-        f"cannot tell which output of {label} is its executable: {[str(p) for p in outputs]}"
-    )
-
-
-def workspace_dir() -> Path:
-    """The Bazel workspace to build in: `bazel run`'s, else the launch script's."""
-    configured = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
-    return Path(configured) if configured else launch_script_dir()
-
-
-def build_bazel_targets(
-    labels: Iterable[str], bazel_args: Sequence[str] = ()
-) -> dict[str, list[Path]]:
-    """Builds the labels with one `bazel build`; returns each label's output files."""
-    labels = list(dict.fromkeys(labels))
-    workspace = workspace_dir()
-    with tempfile.TemporaryDirectory(prefix="xm-bep-") as tmp:
-        bep = Path(tmp) / "bep.json"
-        command = [
-            "bazel",
-            "build",
-            f"--build_event_json_file={bep}",
-            "--build_event_json_file_path_conversion=true",
-            *bazel_args,
-            "--",
-            *labels,
-        ]
-        result = subprocess.run(
-            command, cwd=workspace, stderr=subprocess.PIPE, text=True, check=False
-        )
-        if result.returncode != 0:
-            tail = "\n".join(result.stderr.splitlines()[-15:])
-            raise PackagingError(f"`bazel build {' '.join(labels)}` failed in {workspace}:\n{tail}")
-        return outputs_from_bep(bep.read_text().splitlines(), labels)
-
-
-def outputs_from_bep(lines: Iterable[str], labels: Sequence[str]) -> dict[str, list[Path]]:
-    """Reads each target's default outputs from Build Event Protocol JSON lines."""
-    file_sets: dict[str, dict[str, list[str]]] = {}
-    completed: dict[str, list[str]] = {}
-    for line in lines:
-        if not line.strip():
-            continue
-        event = json.loads(line)
-        event_id = event.get("id", {})
-        if "namedSet" in event_id:
-            named = event.get("namedSetOfFiles", {})
-            file_sets[event_id["namedSet"]["id"]] = {
-                "files": [f.get("uri", "") for f in named.get("files", [])],
-                "sets": [s["id"] for s in named.get("fileSets", [])],
-            }
-        elif "targetCompleted" in event_id:
-            label = event_id["targetCompleted"]["label"]
-            sets = [
-                file_set["id"]
-                for group in event.get("completed", {}).get("outputGroup", [])
-                if group.get("name") == "default"
-                for file_set in group.get("fileSets", [])
-            ]
-            completed[label] = sets
-
-    def expand(set_id: str, seen: set[str]) -> list[str]:
-        if set_id in seen or set_id not in file_sets:
-            return []
-        seen.add(set_id)
-        uris = list(file_sets[set_id]["files"])
-        for child in file_sets[set_id]["sets"]:
-            uris.extend(expand(child, seen))
-        return uris
-
-    result: dict[str, list[Path]] = {}
-    for label in labels:
-        match = _match_label(label, completed)
-        if match is None:
-            raise PackagingError(f"Bazel reported no outputs for {label}")
-        seen: set[str] = set()
-        uris = [uri for set_id in completed[match] for uri in expand(set_id, seen)]
-        result[label] = [
-            Path(uri.removeprefix("file://")) for uri in uris if uri.startswith("file://")
-        ]
-    return result
-
-
-def _match_label(label: str, completed: dict[str, list[str]]) -> str | None:
-    """BEP spells labels canonically (`//pkg:name`, sometimes `@@//pkg:name`)."""
-    candidates = {label, f"@@{label}", f"@{label}"}
-    if ":" not in label:
-        candidates |= {f"{c}:{label.rsplit('/', 1)[-1]}" for c in list(candidates)}
-    return next((c for c in completed if c in candidates), None)
