@@ -31,11 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.daemon import DaemonHandle, list_work_units  # noqa: E402
+from tests.support.daemon import FINAL, DaemonHandle, list_work_units  # noqa: E402
 from xmanager.launcher.v1 import launcher_pb2 as pb  # noqa: E402
 
 BASELINE_VENV = Path.home() / ".cache" / "xmanager" / "bench" / "xmanager-0.8.5"
-FINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED, pb.JOB_STATE_LOST}
 
 OURS = """
 from xmanager import xm, xm_local

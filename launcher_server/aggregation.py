@@ -11,7 +11,7 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 FINAL_STATES = frozenset(
     {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED, pb.JOB_STATE_LOST}
 )
-_FAILED = frozenset({pb.JOB_STATE_FAILED, pb.JOB_STATE_LOST})
+FAILED_STATES = frozenset({pb.JOB_STATE_FAILED, pb.JOB_STATE_LOST})
 # For a unit still active, the most advanced state any job has reached wins.
 _ACTIVE_ORDER = (
     pb.JOB_STATE_CANCELLING,
@@ -29,7 +29,7 @@ def aggregate(states: Sequence[int]) -> int:
         return pb.JOB_STATE_PENDING
     if present == {pb.JOB_STATE_SUCCEEDED}:
         return pb.JOB_STATE_SUCCEEDED
-    if present & _FAILED:
+    if present & FAILED_STATES:
         # Final once every job is; until then the unit is stopping its other jobs.
         return pb.JOB_STATE_FAILED if present <= FINAL_STATES else pb.JOB_STATE_CANCELLING
     if present <= FINAL_STATES:
@@ -63,7 +63,7 @@ def aggregate_facts(jobs: Sequence[JobFacts]) -> JobFacts:
         start_time=min(starts) if starts else None,
         end_time=max(ends) if ends and state in FINAL_STATES else None,
     )
-    culprit = next((job for job in jobs if job.state in _FAILED), None)
+    culprit = next((job for job in jobs if job.state in FAILED_STATES), None)
     if culprit is None and state == pb.JOB_STATE_CANCELLED:
         culprit = next((job for job in jobs if job.state == pb.JOB_STATE_CANCELLED), None)
     if culprit is not None:

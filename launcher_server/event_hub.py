@@ -61,17 +61,14 @@ class EventHub:
         with self._condition:
             return self._last_sequence
 
-    def publish(self, updates: Sequence[WatchUpdate], last_sequence: int = 0) -> None:
-        """Adds committed updates (in sequence order) and wakes the watchers.
-
-        `last_sequence` announces events that carry no unit update (e.g. an experiment's).
-        """
+    def publish(self, updates: Sequence[WatchUpdate]) -> None:
+        """Adds committed updates (in sequence order) and wakes the watchers."""
         entries = [Update.of(update) for update in updates]
         with self._condition:
             self._recent.extend(entries)
             while len(self._recent) > self._capacity:
                 self._floor = self._recent.popleft().sequence
-            newest = max([last_sequence, *(u.event.sequence for u in updates)])
+            newest = max((entry.sequence for entry in entries), default=0)
             if newest > self._last_sequence:
                 self._last_sequence = newest
                 self._condition.notify_all()

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from launcher_server.aggregation import FAILED_STATES, FINAL_STATES
 from launcher_server.backends.base import (
     Backend,
     BackendUnavailableError,
@@ -40,10 +41,6 @@ from xmanager.state_dir import StateDir
 
 _log = logging.getLogger(__name__)
 
-FINAL_STATES = frozenset(
-    {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED, pb.JOB_STATE_LOST}
-)
-_FAILURE_STATES = frozenset({pb.JOB_STATE_FAILED, pb.JOB_STATE_LOST})
 _MAX_BATCH = 5000
 # A batch smaller than this waits a moment for more observations before it is committed.
 _LINGER_BELOW = 200
@@ -414,7 +411,7 @@ class Scheduler:
                     unit.final.add(event.job_name)
                     if len(unit.final) == len(unit.jobs):
                         del self._units[unit_key]
-            if event.new_state in _FAILURE_STATES:
+            if event.new_state in FAILED_STATES:
                 failed.append((unit_key, event.job_name, event.message))
         for unit_key, job_name, message in failed:
             self._stop_peers(unit_key, job_name, message)

@@ -21,10 +21,11 @@ from google.protobuf import timestamp_pb2
 
 import xmanager
 from launcher_server import auth, logs, validation
+from launcher_server.aggregation import FINAL_STATES
 from launcher_server.backends.base import JobKey
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
 from launcher_server.event_hub import EventHub, Update
-from launcher_server.scheduler import FINAL_STATES, Scheduler
+from launcher_server.scheduler import Scheduler
 from launcher_server.store import conversions
 from launcher_server.store.batch import WatchUpdate
 from launcher_server.store.store import Store
@@ -45,6 +46,7 @@ CAPABILITIES = (
 _LOG_CHUNK = 64 * 1024
 _ADD_BATCH = 500
 _WATCH_POLL_SECONDS = 1.0
+_SNAPSHOT_PAGE = 1000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -284,20 +286,19 @@ class LauncherService(pb_grpc.LauncherServicer):
         return updates, events[-1].sequence
 
     def _snapshot(self, experiment_id: int) -> Iterator[pb.WatchWorkUnitsResponse]:
+        """One update per unit (of one experiment, or of those with active units) as it is."""
         experiments = (
             [experiment_id] if experiment_id else self._store.experiment_ids_with_active_work()
         )
         for exp_id in experiments:
-            token = ""
-            while True:
-                page = self._store.list_work_units(
-                    pb.ListWorkUnitsRequest(experiment_id=exp_id, page_size=1000, page_token=token)
-                )
-                for unit in page.work_units:
-                    yield pb.WatchWorkUnitsResponse(work_unit=conversions.status_only(unit))
-                token = page.next_page_token
-                if not token:
-                    break
+            ids = self._store.work_unit_ids(exp_id)
+            for start in range(0, len(ids), _SNAPSHOT_PAGE):
+                keys = [
+                    (exp_id, work_unit_id) for work_unit_id in ids[start : start + _SNAPSHOT_PAGE]
+                ]
+                statuses = self._store.unit_statuses(keys)
+                for key in keys:
+                    yield pb.WatchWorkUnitsResponse(work_unit=statuses[key])
 
     def _all_final(self, experiment_id: int) -> bool:
         experiment = self._store.get_experiment(experiment_id)
@@ -380,32 +381,14 @@ class LauncherService(pb_grpc.LauncherServicer):
         if request.grace_period_seconds < 0:
             raise InvalidArgumentError("grace_period_seconds", "must not be negative")
         self._store.get_experiment(request.experiment_id)
-        active = [
-            name
-            for name, number in pb.JobState.items()
-            if number not in FINAL_STATES and number != pb.JOB_STATE_UNSPECIFIED
-        ]
         count = 0
-        token = ""
-        while True:
-            page = self._store.list_work_units(
-                pb.ListWorkUnitsRequest(
-                    experiment_id=request.experiment_id,
-                    page_size=1000,
-                    page_token=token,
-                    states=active,
-                )
+        for work_unit_id in self._store.work_unit_ids(request.experiment_id, active_only=True):
+            count += self._scheduler.cancel(
+                request.experiment_id,
+                work_unit_id,
+                _grace(request.grace_period_seconds),
+                request.reason,
             )
-            for unit in page.work_units:
-                count += self._scheduler.cancel(
-                    unit.experiment_id,
-                    unit.work_unit_id,
-                    _grace(request.grace_period_seconds),
-                    request.reason,
-                )
-            token = page.next_page_token
-            if not token:
-                break
         return pb.CancelExperimentResponse(cancelled_work_units=count)
 
     # -- server ------------------------------------------------------------------------------

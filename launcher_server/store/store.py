@@ -350,25 +350,24 @@ class Store:
             response.next_page_token = conversions.page_token(keys[-1][1])
         return response
 
+    def work_unit_ids(self, experiment_id: int, *, active_only: bool = False) -> list[int]:
+        """An experiment's work unit ids, ascending; only those not final with `active_only`."""
+        query = (
+            select(WorkUnitRow.work_unit_id)
+            .where(WorkUnitRow.experiment_id == experiment_id)
+            .order_by(WorkUnitRow.work_unit_id)
+        )
+        if active_only:
+            query = query.where(WorkUnitRow.state.not_in(list(FINAL_STATES)))
+        with self._engine.connect() as connection:
+            return [int(work_unit_id) for work_unit_id in connection.scalars(query)]
+
     def unit_statuses(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], pb.WorkUnit]:
         """Units' statuses and their jobs' statuses (what watchers get), by unit."""
         with self._read() as session:
             return observing.load_statuses(session, sorted(set(keys)))
 
     # -- jobs ----------------------------------------------------------------------------------
-
-    def get_job(self, key: JobKey) -> pb.Job:
-        with self._read() as session:
-            row = session.execute(
-                select(JOBS).where(
-                    JobRow.experiment_id == key.experiment_id,
-                    JobRow.work_unit_id == key.work_unit_id,
-                    JobRow.name == key.job_name,
-                )
-            ).first()
-            if row is None:
-                raise NotFoundError(f"job {key} not found")
-            return conversions.job_message(row)
 
     def job_state(self, key: JobKey) -> int | None:
         """A job's current state number, or None if there is no such job."""

@@ -8,7 +8,6 @@ import pty
 import select
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonHandle, make_executable, run_cli
+from tests.support.daemon import DaemonHandle, make_executable, run_cli, run_script
 from xmanager import xm, xm_local
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
@@ -56,14 +55,7 @@ def test_get_experiment_reattaches_from_another_process(
             """
         )
     )
-    launched = subprocess.run(
-        [sys.executable, str(script)],
-        env=client_env.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    launched = run_script(script, client_env.env())
     assert launched.returncode == 1  # work unit 3 failed: the script says so
     assert "1 of 3 work unit(s) failed" in launched.stderr
     experiment_id = int(launched.stdout.split()[1])
@@ -295,14 +287,7 @@ def test_local_jobs_output_is_echoed_on_the_launch_scripts_stdout(
         env = daemon.env()
         if transport == "tcp":  # the daemon's files are not ours: StreamLogs it is
             env["XM_LAUNCHER_ADDRESS"] = f"127.0.0.1:{port}"
-        result = subprocess.run(
-            [sys.executable, str(script)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_script(script, env)
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         for i in (1, 2):

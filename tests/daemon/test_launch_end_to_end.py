@@ -19,6 +19,7 @@ from tests.support.daemon import (
     make_executable,
     python_script,
     run_cli,
+    run_script,
 )
 from xmanager.client import daemon_process
 from xmanager.launcher.v1 import launcher_pb2 as pb
@@ -201,14 +202,7 @@ def test_for_the_impatient_snippet_runs_as_plain_python(
         )
     )
     env = daemon.env()
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_script(script, env)
     assert result.returncode == 0, result.stderr
     experiment = daemon.client.stub.ListExperiments(pb.ListExperimentsRequest()).experiments[0]
     assert experiment.title == "cifar10"

@@ -8,11 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-from tests.support.daemon import DaemonHandle, make_executable, python_script
+from tests.support.daemon import FINAL, DaemonHandle, make_executable, python_script
 from xmanager.client import daemon_process
 from xmanager.launcher.v1 import launcher_pb2 as pb
-
-FINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED, pb.JOB_STATE_LOST}
 
 
 def _job(name: str, path: Path | str, *args: str, env: dict[str, str] | None = None) -> pb.Job:

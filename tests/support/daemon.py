@@ -147,6 +147,20 @@ def run_cli(
     )
 
 
+def run_script(
+    script: Path, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Runs a launch script as plain Python (`python script.py`), as a user would."""
+    return subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def make_executable(path: Path, text: str) -> Path:
     path.write_text(text)
     path.chmod(0o755)

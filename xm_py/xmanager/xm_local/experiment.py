@@ -223,18 +223,24 @@ class LocalExperiment(xm.Experiment):
         self._next_work_unit_id = max(self._next_work_unit_id, unit.work_unit_id + 1)
 
 
-class _DaemonUnit:
+class _DaemonUnit(xm.ExperimentUnit):
     """What work units and auxiliary units share: launching once, waiting, stopping."""
 
-    # Whether the daemon has recorded the unit (only then is there something to wait for).
-    launched: bool
-
-    def _init_daemon_unit(self, experiment: LocalExperiment, work_unit_id: int) -> None:
+    def __init__(
+        self,
+        experiment: LocalExperiment,
+        args: Mapping[str, Any] | None,
+        role: xm.ExperimentUnitRole,
+        identity: str,
+        work_unit_id: int,
+    ) -> None:
+        super().__init__(experiment, args, role, identity)
         self._local_experiment = experiment
         self._daemon_id = work_unit_id
         self._launch_started = False
         self._launch_done = asyncio.Event()
         self._launch_error: BaseException | None = None
+        # Whether the daemon has recorded the unit (only then is there something to wait for).
         self.launched = False
 
     @property
@@ -384,31 +390,11 @@ def _status(unit: pb.WorkUnit) -> xm.ExperimentUnitStatus:
 
 
 class LocalWorkUnit(_DaemonUnit, xm.WorkUnit):
-    def __init__(
-        self,
-        experiment: LocalExperiment,
-        args: Mapping[str, Any] | None,
-        role: xm.ExperimentUnitRole,
-        identity: str,
-        work_unit_id: int,
-    ) -> None:
-        xm.WorkUnit.__init__(self, experiment, args, role, identity)
-        self._init_daemon_unit(experiment, work_unit_id)
+    """A work unit recorded by the daemon."""
 
 
 class LocalAuxiliaryUnit(_DaemonUnit, xm.AuxiliaryUnit):
     """An auxiliary unit runs as a work unit of its own in the daemon."""
-
-    def __init__(
-        self,
-        experiment: LocalExperiment,
-        args: Mapping[str, Any] | None,
-        role: xm.ExperimentUnitRole,
-        identity: str,
-        work_unit_id: int,
-    ) -> None:
-        xm.AuxiliaryUnit.__init__(self, experiment, args, role, identity)
-        self._init_daemon_unit(experiment, work_unit_id)
 
 
 # -- entry points -------------------------------------------------------------------------------
