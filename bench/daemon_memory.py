@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.daemon import DaemonHandle  # noqa: E402
+from tests.support.daemon import DaemonHandle, add_work_units  # noqa: E402
 from xmanager.launcher.v1 import launcher_pb2 as pb  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def _queued_rss(daemon: DaemonHandle, count: int) -> float:
         pb.AddWorkUnitRequest(experiment_id=experiment.id, request_id=uuid.uuid4().hex, jobs=[job])
         for _ in range(count)
     )
-    for result in stub.AddWorkUnits(requests):
+    for result in add_work_units(daemon.client, requests):
         assert not result.error_code, result.error_message
     time.sleep(1)
     rss = rss_mb(daemon.pid)
@@ -84,7 +84,7 @@ def main() -> None:
             for _ in range(args.jobs)
         )
         start = time.perf_counter()
-        for result in stub.AddWorkUnits(requests):
+        for result in add_work_units(daemon.client, requests):
             assert not result.error_code, result.error_message
         while True:
             info = stub.GetExperiment(pb.GetExperimentRequest(experiment_id=experiment.id))

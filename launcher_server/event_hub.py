@@ -28,22 +28,43 @@ class Update:
     work_unit_id: int
     # The unit's state after the update, for watchers that filter by state.
     state: int
-    payload: bytes  # a serialized WatchWorkUnitsResponse
+    payload: bytes  # a serialized WorkUnitUpdate
 
     @classmethod
     def of(cls, update: WatchUpdate) -> Update:
         event = update.event
-        response = pb.WatchWorkUnitsResponse(event=event, work_unit=update.work_unit)
+        message = pb.WorkUnitUpdate(event=event, work_unit=update.work_unit)
         return cls(
             event.sequence,
             event.experiment_id,
             event.work_unit_id,
             update.work_unit.status.state,
-            response.SerializeToString(),
+            message.SerializeToString(),
         )
 
-    def response(self) -> pb.WatchWorkUnitsResponse:
-        return pb.WatchWorkUnitsResponse.FromString(self.payload)
+
+def watch_response(updates: Sequence[Update]) -> pb.WatchWorkUnitsResponse:
+    """One response carrying the updates, parsed once from their concatenated encodings (a
+    repeated field's encoding is its elements', each tagged and length-prefixed)."""
+    encoded = bytearray()
+    for update in updates:
+        encoded += _UPDATES_TAG
+        encoded += _varint(len(update.payload))
+        encoded += update.payload
+    return pb.WatchWorkUnitsResponse.FromString(bytes(encoded))
+
+
+# Field 1 of WatchWorkUnitsResponse (`updates`), wire type 2 (length-delimited).
+_UPDATES_TAG = bytes([1 << 3 | 2])
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 class EventHub:

@@ -24,7 +24,7 @@ from launcher_server import auth, logs, validation
 from launcher_server.aggregation import FINAL_STATES
 from launcher_server.backends.base import JobKey
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
-from launcher_server.event_hub import EventHub, Update
+from launcher_server.event_hub import EventHub, Update, watch_response
 from launcher_server.scheduler import Scheduler
 from launcher_server.store import conversions
 from launcher_server.store.batch import WatchUpdate
@@ -153,16 +153,16 @@ class LauncherService(pb_grpc.LauncherServicer):
 
     @_translate_errors
     def AddWorkUnits(
-        self, request_iterator: Iterator[pb.AddWorkUnitRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.AddWorkUnitResult]:
-        # Requests that arrived together are recorded in one transaction (group commit);
-        # they are handled in order, so work unit ids follow the order of the requests.
-        incoming: queue.SimpleQueue[pb.AddWorkUnitRequest | None] = queue.SimpleQueue()
+        self, request_iterator: Iterator[pb.AddWorkUnitsRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.AddWorkUnitsResponse]:
+        # Batches that arrived together are recorded in one transaction (group commit); they
+        # are handled in order, so work unit ids follow the order of the requests.
+        incoming: queue.SimpleQueue[pb.AddWorkUnitsRequest | None] = queue.SimpleQueue()
 
         def read() -> None:
             try:
-                for request in request_iterator:
-                    incoming.put(request)
+                for message in request_iterator:
+                    incoming.put(message)
             except grpc.RpcError:
                 pass  # the client went away; the results it will not read are recorded
             finally:
@@ -171,22 +171,30 @@ class LauncherService(pb_grpc.LauncherServicer):
         threading.Thread(target=read, name="add-reader", daemon=True).start()
         done = False
         while not done:
-            batch: list[pb.AddWorkUnitRequest] = []
+            messages: list[pb.AddWorkUnitsRequest] = []
+            size = 0
             item = incoming.get()
             while item is not None:
-                batch.append(item)
-                if len(batch) >= _ADD_BATCH:
+                messages.append(item)
+                size += len(item.requests)
+                if size >= _ADD_BATCH:
                     break
                 try:
                     item = incoming.get_nowait()
                 except queue.Empty:
                     break
             done = item is None
-            if batch:
-                yield from self._add_batch(batch)
+            results = self._add_batch([r for m in messages for r in m.requests])
+            start = 0
+            for message in messages:
+                end = start + len(message.requests)
+                yield pb.AddWorkUnitsResponse(results=results[start:end])
+                start = end
 
-    def _add_batch(self, batch: list[pb.AddWorkUnitRequest]) -> Iterator[pb.AddWorkUnitResult]:
+    def _add_batch(self, batch: list[pb.AddWorkUnitRequest]) -> list[pb.AddWorkUnitResult]:
         results = [pb.AddWorkUnitResult(request_id=r.request_id) for r in batch]
+        if not batch:
+            return results
         valid: list[int] = []
         for i, request in enumerate(batch):
             try:
@@ -204,7 +212,7 @@ class LauncherService(pb_grpc.LauncherServicer):
                 if created:
                     self._scheduler.enqueue(unit)
                 results[i].work_unit.CopyFrom(conversions.status_only(unit))
-        yield from results
+        return results
 
     @_translate_errors
     def GetWorkUnit(
@@ -245,24 +253,34 @@ class LauncherService(pb_grpc.LauncherServicer):
             # Updates after this point come from the hub; the snapshot may repeat some of them,
             # which is harmless (an update is the unit's whole status).
             sequence = self._hub.last_sequence
-            for response in self._snapshot(request.experiment_id):
-                if selected(response.work_unit):
-                    yield response
+            for units in self._snapshot(request.experiment_id):
+                selected_units = [unit for unit in units if selected(unit)]
+                if selected_units:
+                    yield pb.WatchWorkUnitsResponse(
+                        updates=[pb.WorkUnitUpdate(work_unit=unit) for unit in selected_units]
+                    )
         while context.is_active():
-            if request.until_all_final and self._all_final(request.experiment_id):
-                return
+            # Asked before reading the updates: the ones that made every unit final are sent
+            # before the stream ends.
+            finished = request.until_all_final and self._all_final(request.experiment_id)
             updates, up_to = self._updates_after(sequence, request.experiment_id)
             if up_to == sequence:
+                if finished:
+                    return
                 if self._hub.closed:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is stopping; resume")
                 self._hub.wait_beyond(sequence, _WATCH_POLL_SECONDS)
                 continue
             sequence = up_to
-            # One response per unit: its newest status, with the event that led to it.
+            # Each unit once, with its newest status and the event that led to it.
             newest = {(u.experiment_id, u.work_unit_id): u for u in updates}
-            for update in sorted(newest.values(), key=lambda u: u.sequence):
-                if not wanted or update.state in wanted:
-                    yield update.response()
+            send = [
+                update
+                for update in sorted(newest.values(), key=lambda u: u.sequence)
+                if not wanted or update.state in wanted
+            ]
+            if send:
+                yield watch_response(send)
 
     def _updates_after(self, sequence: int, experiment_id: int) -> tuple[list[Update], int]:
         """Updates after `sequence` and how far they go: recent ones from memory, older ones
@@ -285,8 +303,8 @@ class LauncherService(pb_grpc.LauncherServicer):
         ]
         return updates, events[-1].sequence
 
-    def _snapshot(self, experiment_id: int) -> Iterator[pb.WatchWorkUnitsResponse]:
-        """One update per unit (of one experiment, or of those with active units) as it is."""
+    def _snapshot(self, experiment_id: int) -> Iterator[list[pb.WorkUnit]]:
+        """Every unit (of one experiment, or of those with active units) as it is, in pages."""
         experiments = (
             [experiment_id] if experiment_id else self._store.experiment_ids_with_active_work()
         )
@@ -297,8 +315,7 @@ class LauncherService(pb_grpc.LauncherServicer):
                     (exp_id, work_unit_id) for work_unit_id in ids[start : start + _SNAPSHOT_PAGE]
                 ]
                 statuses = self._store.unit_statuses(keys)
-                for key in keys:
-                    yield pb.WatchWorkUnitsResponse(work_unit=statuses[key])
+                yield [statuses[key] for key in keys]
 
     def _all_final(self, experiment_id: int) -> bool:
         experiment = self._store.get_experiment(experiment_id)

@@ -9,7 +9,7 @@ import grpc
 import pytest
 import sqlalchemy
 
-from tests.support.daemon import DaemonHandle, make_executable
+from tests.support.daemon import DaemonHandle, add_work_units, make_executable
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 
@@ -345,7 +345,7 @@ def test_stream_of_adds_reports_each_bad_request_and_goes_on(
         _add(experiment_id, _job(good), request_id="ok-2"),
     ]
     before = _row_counts(shared_daemon)
-    results = list(shared_daemon.client.stub.AddWorkUnits(iter(requests)))
+    results = add_work_units(shared_daemon.client, requests, batch=3)
     assert [r.request_id for r in results] == ["ok-1", "bad-1", "bad-2", "ok-2"]
     assert [r.error_code for r in results] == [
         0,

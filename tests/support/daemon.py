@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from xmanager.client import daemon_process
@@ -101,6 +102,19 @@ def list_work_units(launcher: Launcher, experiment_id: int) -> list[pb.WorkUnit]
         token = page.next_page_token
         if not token:
             return units
+
+
+def add_work_units(
+    launcher: Launcher, requests: Iterable[pb.AddWorkUnitRequest], *, batch: int = 500
+) -> list[pb.AddWorkUnitResult]:
+    """Adds through one AddWorkUnits stream, `batch` requests per message; results in order."""
+
+    def messages() -> Iterator[pb.AddWorkUnitsRequest]:
+        remaining = iter(requests)
+        while chunk := list(itertools.islice(remaining, batch)):
+            yield pb.AddWorkUnitsRequest(requests=chunk)
+
+    return [r for response in launcher.stub.AddWorkUnits(messages()) for r in response.results]
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:

@@ -2,10 +2,11 @@
 
 `experiment.add` must not cost the launch script a round-trip per work unit: requests are
 queued and streamed to the daemon while earlier ones are still being processed, and each caller
-gets a future of its work unit. Results come back in request order, so work unit ids follow the
-order of `add` calls. If the stream breaks (the daemon restarts), the requests without a result
-are sent again on a new stream: AddWorkUnit is idempotent by request id, so nothing is added
-twice.
+gets a future of its work unit. Whatever was queued while the stream was busy goes in the next
+message, so a sweep's thousand units cost a few messages, not a thousand. Results come back in
+request order, so work unit ids follow the order of `add` calls. If the stream breaks (the
+daemon restarts), the requests without a result are sent again on a new stream: AddWorkUnit is
+idempotent by request id, so nothing is added twice.
 """
 
 from __future__ import annotations
@@ -41,22 +42,25 @@ def _status_code(number: int) -> grpc.StatusCode:
 
 
 _Pending = tuple[pb.AddWorkUnitRequest, concurrent.futures.Future[pb.WorkUnit]]
+# Bounds of one AddWorkUnitsRequest: well under the daemon's 16 MiB message limit.
+_BATCH_REQUESTS = 1000
+_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class Submitter:
     """Streams AddWorkUnit requests; one background thread per experiment.
 
-    Under one lock: `_to_send` holds requests not yet handed to a stream, `_in_flight` those
-    sent without a result yet (in order). When a stream breaks, the in-flight requests move back
-    to the front of `_to_send` and a new stream generation starts, so the old stream's request
-    generator can never take (and lose) a request meant for the new one.
+    Under one lock: `_to_send` holds requests not yet handed to a stream, `_in_flight` the
+    batches sent without a response yet (in order). When a stream breaks, the in-flight requests
+    move back to the front of `_to_send` and a new stream generation starts, so the old stream's
+    request generator can never take (and lose) a request meant for the new one.
     """
 
     def __init__(self, launcher: Launcher) -> None:
         self._launcher = launcher
         self._changed = threading.Condition()
         self._to_send: collections.deque[_Pending] = collections.deque()
-        self._in_flight: collections.deque[_Pending] = collections.deque()
+        self._in_flight: collections.deque[list[_Pending]] = collections.deque()
         self._generation = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="xm-submitter", daemon=True)
@@ -78,7 +82,7 @@ class Submitter:
             self._changed.notify_all()
         self._thread.join()
 
-    def _requests(self, generation: int) -> Iterator[pb.AddWorkUnitRequest]:
+    def _requests(self, generation: int) -> Iterator[pb.AddWorkUnitsRequest]:
         while True:
             with self._changed:
                 self._changed.wait_for(
@@ -86,9 +90,15 @@ class Submitter:
                 )
                 if self._generation != generation or not self._to_send:
                     return  # a newer stream took over, or closed with nothing left to send
-                item = self._to_send.popleft()
-                self._in_flight.append(item)
-            yield item[0]
+                batch = [self._to_send.popleft()]
+                size = batch[0][0].ByteSize()
+                while self._to_send and len(batch) < _BATCH_REQUESTS:
+                    size += self._to_send[0][0].ByteSize()
+                    if size > _BATCH_BYTES:
+                        break
+                    batch.append(self._to_send.popleft())
+                self._in_flight.append(batch)
+            yield pb.AddWorkUnitsRequest(requests=[request for request, _ in batch])
 
     def _run(self) -> None:
         deadline: float | None = None
@@ -97,9 +107,9 @@ class Submitter:
             with self._changed:
                 generation = self._generation
             try:
-                for result in self._launcher.stub.AddWorkUnits(self._requests(generation)):
+                for response in self._launcher.stub.AddWorkUnits(self._requests(generation)):
                     deadline, delay = None, 0.05
-                    self._deliver(result)
+                    self._deliver(response)
                 with self._changed:
                     if self._closed and not self._to_send and not self._in_flight:
                         return
@@ -122,21 +132,30 @@ class Submitter:
     def _restart_stream(self) -> None:
         with self._changed:
             self._generation += 1
-            self._to_send.extendleft(reversed(self._in_flight))
+            unanswered = [item for batch in self._in_flight for item in batch]
+            self._to_send.extendleft(reversed(unanswered))
             self._in_flight.clear()
             self._changed.notify_all()
 
-    def _deliver(self, result: pb.AddWorkUnitResult) -> None:
+    def _deliver(self, response: pb.AddWorkUnitsResponse) -> None:
         with self._changed:
-            request, future = self._in_flight.popleft()
-        if result.request_id != request.request_id:
-            future.set_exception(RuntimeError("the launcher answered out of order"))
-        elif result.error_code:
-            future.set_exception(
-                WorkUnitRejectedError(_status_code(result.error_code), result.error_message)
+            batch = self._in_flight.popleft()
+        if len(response.results) != len(batch):
+            error = RuntimeError(
+                f"the launcher answered {len(response.results)} of {len(batch)} work units"
             )
-        else:
-            future.set_result(result.work_unit)
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        for (request, future), result in zip(batch, response.results, strict=True):
+            if result.request_id != request.request_id:
+                future.set_exception(RuntimeError("the launcher answered out of order"))
+            elif result.error_code:
+                future.set_exception(
+                    WorkUnitRejectedError(_status_code(result.error_code), result.error_message)
+                )
+            else:
+                future.set_result(result.work_unit)
 
     def _fail_all(self, error: BaseException) -> None:
         if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE:
@@ -145,7 +164,7 @@ class Submitter:
             )
         with self._changed:
             self._closed = True
-            pending = [*self._in_flight, *self._to_send]
+            pending = [*(item for batch in self._in_flight for item in batch), *self._to_send]
             self._in_flight.clear()
             self._to_send.clear()
             self._changed.notify_all()

@@ -70,7 +70,7 @@ class StatusWatcher:
 
     def observe(self, unit: pb.WorkUnit) -> None:
         """Takes a unit's state seen elsewhere (e.g. AddWorkUnit's answer) into account."""
-        self._update(unit)
+        self._update([unit])
 
     def wait_final(self, work_unit_id: int) -> concurrent.futures.Future[pb.WorkUnit]:
         """A future resolved with the unit once it is in a final state."""
@@ -93,21 +93,25 @@ class StatusWatcher:
             call.cancel()
         self._thread.join(timeout=5)
 
-    def _update(self, unit: pb.WorkUnit) -> None:
+    def _update(self, units: list[pb.WorkUnit]) -> None:
+        changed: list[pb.WorkUnit] = []
+        waiters: list[tuple[concurrent.futures.Future[pb.WorkUnit], pb.WorkUnit]] = []
         with self._lock:
-            current = self._units.get(unit.work_unit_id)
-            if current is not None and current.status.state in FINAL_STATES:
-                return  # final states never change; a late snapshot must not undo them
-            self._units[unit.work_unit_id] = unit
+            for unit in units:
+                current = self._units.get(unit.work_unit_id)
+                if current is not None and current.status.state in FINAL_STATES:
+                    continue  # final states never change; a late snapshot must not undo them
+                self._units[unit.work_unit_id] = unit
+                changed.append(unit)
+                if unit.status.state in FINAL_STATES:
+                    waiters.extend((w, unit) for w in self._waiters.pop(unit.work_unit_id, []))
             listeners = list(self._listeners)
-            waiters: list[concurrent.futures.Future[pb.WorkUnit]] = []
-            if unit.status.state in FINAL_STATES:
-                waiters = self._waiters.pop(unit.work_unit_id, [])
-        for waiter in waiters:
+        for waiter, unit in waiters:
             if not waiter.done():
                 waiter.set_result(unit)
-        for listener in listeners:
-            listener(unit)
+        for unit in changed:
+            for listener in listeners:
+                listener(unit)
 
     def _run(self) -> None:
         delay = 0.05
@@ -127,9 +131,9 @@ class StatusWatcher:
                     self._call = call
                 for response in call:
                     delay, deadline = 0.05, None
-                    if response.event.sequence:
-                        self._sequence = max(self._sequence, response.event.sequence)
-                    self._update(response.work_unit)
+                    for update in response.updates:
+                        self._sequence = max(self._sequence, update.event.sequence)
+                    self._update([update.work_unit for update in response.updates])
                 return
             except grpc.RpcError as error:
                 with self._lock:

@@ -409,6 +409,18 @@ class AddWorkUnitRequest(_message.Message):
     work_unit_id: int
     def __init__(self, experiment_id: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., args_json: _Optional[str] = ..., identity: _Optional[str] = ..., request_id: _Optional[str] = ..., work_unit_id: _Optional[int] = ...) -> None: ...
 
+class AddWorkUnitsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[AddWorkUnitRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[AddWorkUnitRequest, _Mapping]]] = ...) -> None: ...
+
+class AddWorkUnitsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AddWorkUnitResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[AddWorkUnitResult, _Mapping]]] = ...) -> None: ...
+
 class AddWorkUnitResult(_message.Message):
     __slots__ = ("request_id", "work_unit", "error_code", "error_message")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -462,6 +474,12 @@ class WatchWorkUnitsRequest(_message.Message):
     def __init__(self, experiment_id: _Optional[int] = ..., after_sequence: _Optional[int] = ..., until_all_final: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ...) -> None: ...
 
 class WatchWorkUnitsResponse(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[WorkUnitUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[WorkUnitUpdate, _Mapping]]] = ...) -> None: ...
+
+class WorkUnitUpdate(_message.Message):
     __slots__ = ("event", "work_unit")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     WORK_UNIT_FIELD_NUMBER: _ClassVar[int]

@@ -68,8 +68,8 @@ class LauncherStub:
                 _registered_method=True)
         self.AddWorkUnits = channel.stream_stream(
                 '/xmanager.launcher.v1.Launcher/AddWorkUnits',
-                request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.SerializeToString,
-                response_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitResult.FromString,
+                request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitsRequest.SerializeToString,
+                response_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitsResponse.FromString,
                 _registered_method=True)
         self.GetWorkUnit = channel.unary_unary(
                 '/xmanager.launcher.v1.Launcher/GetWorkUnit',
@@ -154,10 +154,11 @@ class LauncherServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddWorkUnits(self, request_iterator, context):
-        """The pipelined form of AddWorkUnit for sweeps: requests stream in, results stream back in
-        the same order, and the work units of one experiment get ids in request order. A failed
-        request gets its error in its result and does not end the stream. A client whose stream
-        breaks re-sends the requests it has no result for (they are idempotent by request_id).
+        """The pipelined form of AddWorkUnit for sweeps: batches of requests stream in, each answered
+        by one response with their results in the same order, and the work units of one experiment
+        get ids in request order. A failed request gets its error in its result and does not end
+        the stream. A client whose stream breaks re-sends the requests it has no result for (they
+        are idempotent by request_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,8 +243,8 @@ def add_LauncherServicer_to_server(servicer, server):
             ),
             'AddWorkUnits': grpc.stream_stream_rpc_method_handler(
                     servicer.AddWorkUnits,
-                    request_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.FromString,
-                    response_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitResult.SerializeToString,
+                    request_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitsRequest.FromString,
+                    response_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitsResponse.SerializeToString,
             ),
             'GetWorkUnit': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkUnit,
@@ -448,8 +449,8 @@ class Launcher:
             request_iterator,
             target,
             '/xmanager.launcher.v1.Launcher/AddWorkUnits',
-            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitRequest.SerializeToString,
-            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitResult.FromString,
+            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitsRequest.SerializeToString,
+            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.AddWorkUnitsResponse.FromString,
             options,
             channel_credentials,
             insecure,
