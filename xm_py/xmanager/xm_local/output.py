@@ -33,7 +33,7 @@ _REMOTE_STREAMS = 4
 IsFinal = Callable[[int], bool]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared by identity: the poll drops thousands at once
 class _Followed:
     work_unit_id: int
     job_name: str
@@ -111,8 +111,9 @@ class OutputEcho:
                 and self._read(f, final=closing)
             ]
             if done:
+                finished = set(done)
                 with self._lock:
-                    self._followed = [f for f in self._followed if f not in done]
+                    self._followed = [f for f in self._followed if f not in finished]
             if closing:
                 return
 
