@@ -290,14 +290,22 @@ class Supervisor:
             self._begin_cancel(job)
 
     def _make_dirs(self, job_dir: str, workdir: str) -> None:
-        """Creates the job's directory and working directory: its parents (the experiment's and
-        the work unit's) are usually there already, so try the deepest first."""
+        """Creates the job's directory and working directory, and their parents when missing:
+        the experiment's is usually there already, the work unit's often not (a sweep's units
+        have one job each), so try the deepest first, then one level up."""
         try:
             os.mkdir(job_dir)
         except FileExistsError:
             pass
         except FileNotFoundError:
-            os.makedirs(job_dir, exist_ok=True)
+            try:
+                os.mkdir(os.path.dirname(job_dir))
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(job_dir), exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(job_dir)
         with contextlib.suppress(FileExistsError):
             os.mkdir(workdir)
 
