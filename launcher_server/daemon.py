@@ -40,6 +40,13 @@ from xmanager.state_dir import StateDir
 _log = logging.getLogger("launcher_server")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+    # Small calls from scripts and dashboards: favour their latency over batching in gRPC core.
+    ("grpc.optimization_target", "latency"),
+]
 READY_LINE = "xmanager launcher ready"
 
 
@@ -182,11 +189,7 @@ class Daemon:
             concurrent.futures.ThreadPoolExecutor(
                 max_workers=config.rpc_threads, thread_name_prefix="rpc"
             ),
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=SERVER_OPTIONS,
         )
         pb_grpc.add_LauncherServicer_to_server(service, server)
         socket_path = config.state_dir.socket

@@ -33,6 +33,7 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 50),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.enable_retries", 0),
+    ("grpc.optimization_target", "latency"),
 ]
 
 Request = TypeVar("Request")
