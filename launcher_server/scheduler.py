@@ -44,7 +44,7 @@ _log = logging.getLogger(__name__)
 _MAX_BATCH = 5000
 # A batch smaller than this waits a moment for more observations before it is committed.
 _LINGER_BELOW = 200
-_LINGER_SECONDS = 0.003
+_LINGER_SECONDS = 0.01
 _RECORD_RETRY_SECONDS = 60.0
 
 UnitKey = tuple[int, int]

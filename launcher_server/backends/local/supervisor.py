@@ -19,7 +19,9 @@ Protocol:
 - control socket (datagrams; its path is in each job's started.json): {"cancel": JOB_DIR} stops
   a job: SIGTERM to its group, SIGKILL after the grace period its cancel.json names.
 - notify socket (datagrams to the daemon): JSON lists of {"key", "event": "started" or
-  "exited", "record"}; never blocking, queued while the daemon's socket is full.
+  "exited", "record"}; never blocking, queued while the daemon's socket is full. A start is
+  announced 10 ms late, and not at all when the job has ended by then (its exit record has
+  both times).
 - SIGTERM to the supervisor cancels all its jobs, recording them, and then it exits.
 
     python -m launcher_server.backends.local.supervisor --run_dir=DIR
@@ -49,6 +51,9 @@ _READ_SIZE = 1 << 16
 _HEADER = struct.Struct(">I")
 # After a job's main process ends, how long its descendants may keep its pipes open.
 _DRAIN_SECONDS = 1.0
+# How long a start is announced late: a job that ends within it is announced once, by its end
+# (a sweep of short jobs costs the daemon half the statuses to record).
+_START_HOLD_SECONDS = 0.01
 _DEFAULT_GRACE_SECONDS = 10.0
 # Reset in every job: the supervisor ignores or handles these, a job must start with defaults.
 _DEFAULT_SIGNALS = (
@@ -124,6 +129,8 @@ class Supervisor:
         # blocks on a busy daemon (a Unix datagram queue holds only a few messages).
         self._outbox: socket.socket | None = None
         self._pending: list[dict[str, Any]] = []
+        # Starts not announced yet, by job key, in the order they are due (see _START_HOLD).
+        self._held: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
         self._waiting_to_send = False
 
     # -- the loop --------------------------------------------------------------------------
@@ -172,9 +179,12 @@ class Supervisor:
             self._control_path.unlink(missing_ok=True)
 
     def _timeout(self) -> float | None:
-        if not self._timers:
+        deadlines = [self._timers[0][0]] if self._timers else []
+        if self._held:
+            deadlines.append(next(iter(self._held.values()))[0])
+        if not deadlines:
             return None
-        return max(0.0, self._timers[0][0] - time.monotonic())
+        return max(0.0, min(deadlines) - time.monotonic())
 
     def _run_timers(self) -> None:
         now = time.monotonic()
@@ -378,13 +388,19 @@ class Supervisor:
         self._send(request.key, "exited", record)
 
     def _send(self, key: list[Any], event: str, record: dict[str, Any]) -> None:
-        if event == "exited":
-            # A job that ended before its start was announced: its end alone says both (the
-            # exit record has the start time), and spares the daemon a status it never saw.
+        message = {"key": key, "event": event, "record": record}
+        if event == "started":
+            self._held[tuple(key)] = (time.monotonic() + _START_HOLD_SECONDS, message)
+            return
+        # A job that ended before its start was announced: its end alone says both (the exit
+        # record has the start time), and spares the daemon a status it never saw.
+        if self._held.pop(tuple(key), None) is None and any(
+            m["event"] == "started" for m in self._pending
+        ):
             self._pending = [
                 m for m in self._pending if not (m["key"] == key and m["event"] == "started")
             ]
-        self._pending.append({"key": key, "event": event, "record": record})
+        self._pending.append(message)
 
     def _flush(self) -> None:
         """Sends the pending notifications, many per datagram, without ever blocking.
@@ -392,6 +408,13 @@ class Supervisor:
         With no daemon listening they are dropped: the records are the truth, and the next
         daemon reads them.
         """
+        now = time.monotonic()
+        while self._held:
+            key, (due, message) = next(iter(self._held.items()))
+            if due > now:
+                break
+            del self._held[key]
+            self._pending.append(message)
         while self._pending:
             if self._outbox is None and not self._connect():
                 self._pending.clear()
