@@ -44,27 +44,11 @@ class Update:
 
 
 def watch_response(updates: Sequence[Update]) -> pb.WatchWorkUnitsResponse:
-    """One response carrying the updates, parsed once from their concatenated encodings (a
-    repeated field's encoding is its elements', each tagged and length-prefixed)."""
-    encoded = bytearray()
+    """One response carrying the updates, each parsed in place from its payload."""
+    response = pb.WatchWorkUnitsResponse()
     for update in updates:
-        encoded += _UPDATES_TAG
-        encoded += _varint(len(update.payload))
-        encoded += update.payload
-    return pb.WatchWorkUnitsResponse.FromString(bytes(encoded))
-
-
-# Field 1 of WatchWorkUnitsResponse (`updates`), wire type 2 (length-delimited).
-_UPDATES_TAG = bytes([1 << 3 | 2])
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+        response.updates.add().MergeFromString(update.payload)
+    return response
 
 
 class EventHub:
