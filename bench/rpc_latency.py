@@ -23,6 +23,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import multiprocessing
+import os
 import random
 import shutil
 import statistics
@@ -137,6 +138,10 @@ def _prepare(daemon: DaemonHandle) -> int:
         stub.GetWorkUnit(
             pb.GetWorkUnitRequest(experiment_id=experiment.id, work_unit_id=work_unit_id)
         )
+    # The sweep's files and database pages are still being written back: let that finish, so
+    # that the measurement sees a daemon serving, not a disk flushing.
+    os.sync()
+    time.sleep(2)
     return int(experiment.id)
 
 
