@@ -34,12 +34,12 @@ from launcher_server.event_hub import EventHub
 from launcher_server.scheduler import Scheduler
 from launcher_server.service import LauncherService
 from launcher_server.store.store import Store
+from xmanager.client.connection import MAX_MESSAGE_BYTES
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 from xmanager.state_dir import StateDir
 
 _log = logging.getLogger("launcher_server")
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -258,6 +258,32 @@ def test_cli_launch_reports_a_refused_unit_in_one_line(
     assert result.stderr.count("\n") == 1, result.stderr
 
 
+def test_an_oversized_work_unit_is_refused_alone_with_what_to_do(
+    shared_daemon: DaemonHandle, tmp_path: Path
+) -> None:
+    script = tmp_path / "launch.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from xmanager import xm, xm_local
+            with xm_local.create_experiment(experiment_title='oversized') as experiment:
+                [executable] = experiment.package(
+                    [xm.Packageable(xm.Binary(path='/bin/true'), xm_local.Local.Spec())])
+                small = experiment.add(xm.Job(executable, xm_local.Local()))
+                big = experiment.add(xm.Job(executable, xm_local.Local(), args=['x' * (17 << 20)]))
+                print('small', small.result().work_unit_id, flush=True)
+                big.result()
+            """
+        )
+    )
+    result = run_cli(["launch", str(script)], env=shared_daemon.env())
+    assert result.returncode == 1
+    assert "small 1" in result.stdout
+    assert result.stderr.startswith("xmanager: RESOURCE_EXHAUSTED: the work unit takes 17,")
+    assert "pass large data in files" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
 _ECHO_SCRIPT = """
 from xmanager import xm, xm_local
 with xm_local.create_experiment(experiment_title='echo') as experiment:

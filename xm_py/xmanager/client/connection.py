@@ -25,9 +25,11 @@ from xmanager.state_dir import StateDir
 
 ADDRESS_ENV = "XM_LAUNCHER_ADDRESS"
 TOKEN_ENV = "XM_LAUNCHER_TOKEN"
+# The largest message the daemon and its clients accept.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # Reconnect quickly after a daemon restart (the default backoff grows to two minutes).
     ("grpc.initial_reconnect_backoff_ms", 50),
     ("grpc.min_reconnect_backoff_ms", 50),

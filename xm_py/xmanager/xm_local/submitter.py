@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from xmanager.client.connection import Launcher, LauncherUnavailableError
+from xmanager.client.connection import MAX_MESSAGE_BYTES, Launcher, LauncherUnavailableError
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -42,9 +42,11 @@ def _status_code(number: int) -> grpc.StatusCode:
 
 
 _Pending = tuple[pb.AddWorkUnitRequest, concurrent.futures.Future[pb.WorkUnit]]
-# Bounds of one AddWorkUnitsRequest: well under the daemon's 16 MiB message limit.
+# Bounds of one AddWorkUnitsRequest: well under the daemon's message limit.
 _BATCH_REQUESTS = 1000
 _BATCH_BYTES = 4 * 1024 * 1024
+# The largest single request: the message limit less room for the batch's framing.
+_MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES - 1024
 
 
 class Submitter:
@@ -68,6 +70,17 @@ class Submitter:
 
     def submit(self, request: pb.AddWorkUnitRequest) -> concurrent.futures.Future[pb.WorkUnit]:
         future: concurrent.futures.Future[pb.WorkUnit] = concurrent.futures.Future()
+        size = request.ByteSize()
+        if size > _MAX_REQUEST_BYTES:
+            # Refused here, alone: sent, it would fail the whole stream and every unit in it.
+            future.set_exception(
+                WorkUnitRejectedError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the work unit takes {size:,} bytes, more than the {_MAX_REQUEST_BYTES:,} "
+                    "the launcher accepts: pass large data in files, not in args or env_vars",
+                )
+            )
+            return future
         with self._changed:
             if self._closed:
                 raise RuntimeError("the experiment's submitter is closed")
