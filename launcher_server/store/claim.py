@@ -8,12 +8,14 @@ dedicated connection; the server releases it when that connection ends, however 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from launcher_server.errors import FailedPreconditionError
 
@@ -68,7 +70,14 @@ class WriterClaim:
 
     def release(self) -> None:
         holder: Any = self._holder
-        holder.close()  # closing the file or the session releases the lock
+        if isinstance(holder, Connection):
+            # Unlocked explicitly: a closed connection goes back to SQLAlchemy's pool, and the
+            # server frees a session's locks only when it notices the session ended, a moment
+            # after the disconnect; a daemon restarting at once would find the lock still taken.
+            with contextlib.suppress(SQLAlchemyError):  # a broken session holds nothing
+                holder.scalar(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_KEY})
+                holder.commit()
+        holder.close()  # closing the file releases its lock
 
 
 def _in_use(url_for_messages: str) -> StoreInUseError:
