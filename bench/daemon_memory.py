@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.daemon import DaemonHandle, add_work_units  # noqa: E402
+from tests.support.daemon import DaemonHandle, add_work_units, local_job  # noqa: E402
 from xmanager.launcher.v1 import launcher_pb2 as pb  # noqa: E402
 
 
@@ -36,13 +36,7 @@ def _queued_rss(daemon: DaemonHandle, count: int) -> float:
     experiment = stub.CreateExperiment(
         pb.CreateExperimentRequest(experiment=pb.Experiment(title="memory, queued"))
     )
-    job = pb.Job(
-        name="sleep",
-        artifact=pb.Artifact(local_binary=pb.LocalBinary(path="/bin/sleep")),
-        args=["60"],
-        env={"SOME_VARIABLE": "value"},
-        executor=pb.Executor(local=pb.LocalExecutor()),
-    )
+    job = local_job("sleep", "/bin/sleep", "60", env={"SOME_VARIABLE": "value"})
     requests = (
         pb.AddWorkUnitRequest(experiment_id=experiment.id, request_id=uuid.uuid4().hex, jobs=[job])
         for _ in range(count)
@@ -70,12 +64,8 @@ def main() -> None:
         experiment = stub.CreateExperiment(
             pb.CreateExperimentRequest(experiment=pb.Experiment(title="memory"))
         )
-        job = pb.Job(
-            name="true",
-            artifact=pb.Artifact(local_binary=pb.LocalBinary(path="/bin/true")),
-            args=["--some=argument", "--another=one"],
-            env={"SOME_VARIABLE": "value"},
-            executor=pb.Executor(local=pb.LocalExecutor()),
+        job = local_job(
+            "true", "/bin/true", "--some=argument", "--another=one", env={"SOME_VARIABLE": "value"}
         )
         requests = (
             pb.AddWorkUnitRequest(

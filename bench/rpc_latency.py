@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from launcher_server.daemon import SERVER_OPTIONS  # noqa: E402
-from tests.support.daemon import DaemonHandle, add_work_units  # noqa: E402
+from tests.support.daemon import DaemonHandle, add_work_units, local_job  # noqa: E402
 from xmanager.client.connection import Launcher  # noqa: E402
 from xmanager.launcher.v1 import launcher_pb2 as pb  # noqa: E402
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc  # noqa: E402
@@ -120,14 +120,7 @@ def _prepare(daemon: DaemonHandle) -> int:
         pb.AddWorkUnitRequest(
             experiment_id=experiment.id,
             request_id=uuid.uuid4().hex,
-            jobs=[
-                pb.Job(
-                    name="true",
-                    artifact=pb.Artifact(local_binary=pb.LocalBinary(path="/bin/true")),
-                    args=[f"--i={i}"],
-                    executor=pb.Executor(local=pb.LocalExecutor()),
-                )
-            ],
+            jobs=[local_job("true", "/bin/true", f"--i={i}")],
         )
         for i in range(_UNITS)
     ]

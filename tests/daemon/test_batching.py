@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support.daemon import FINAL, DaemonHandle, add_work_units
+from tests.support.daemon import FINAL, DaemonHandle, add_work_units, local_job
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _UNITS = 30
@@ -15,11 +15,7 @@ def _sweep(daemon: DaemonHandle) -> int:
     experiment = stub.CreateExperiment(
         pb.CreateExperimentRequest(experiment=pb.Experiment(title="batching"))
     )
-    job = pb.Job(
-        name="true",
-        artifact=pb.Artifact(local_binary=pb.LocalBinary(path="/bin/true")),
-        executor=pb.Executor(local=pb.LocalExecutor()),
-    )
+    job = local_job("true", "/bin/true")
     requests = [
         pb.AddWorkUnitRequest(experiment_id=experiment.id, request_id=uuid.uuid4().hex, jobs=[job])
         for _ in range(_UNITS)
@@ -33,11 +29,7 @@ def _sweep(daemon: DaemonHandle) -> int:
 
 def test_each_batch_of_adds_gets_one_response_in_order(daemon: DaemonHandle) -> None:
     experiment_id = _sweep(daemon)
-    job = pb.Job(
-        name="true",
-        artifact=pb.Artifact(local_binary=pb.LocalBinary(path="/bin/true")),
-        executor=pb.Executor(local=pb.LocalExecutor()),
-    )
+    job = local_job("true", "/bin/true")
     batches = [
         pb.AddWorkUnitsRequest(),  # empty: answered with no results
         pb.AddWorkUnitsRequest(

@@ -16,6 +16,7 @@ from tests.support.daemon import (
     TRICKY_VALUES,
     DaemonHandle,
     list_work_units,
+    local_job,
     make_executable,
     python_script,
     run_cli,
@@ -148,7 +149,7 @@ def test_cancel_leaves_no_orphans(daemon: DaemonHandle, tmp_path: Path) -> None:
         pb.AddWorkUnitRequest(
             experiment_id=experiment.id,
             request_id="cancel-1",
-            jobs=[_local_job("main", str(job))],
+            jobs=[local_job("main", str(job))],
         )
     )
     deadline = time.monotonic() + 10
@@ -320,12 +321,3 @@ def test_daemon_sigkill_during_sweep_loses_nothing(daemon: DaemonHandle, tmp_pat
             pb.JOB_STATE_FAILED if expected_failure else pb.JOB_STATE_SUCCEEDED
         ), (unit.work_unit_id, job_status)
         assert job_status.exit_code == int(expected_failure)
-
-
-def _local_job(name: str, path: str, *args: str) -> pb.Job:
-    return pb.Job(
-        name=name,
-        artifact=pb.Artifact(local_binary=pb.LocalBinary(path=path)),
-        args=args,
-        executor=pb.Executor(local=pb.LocalExecutor()),
-    )

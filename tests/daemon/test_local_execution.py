@@ -8,19 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-from tests.support.daemon import FINAL, DaemonHandle, make_executable, python_script
+from tests.support.daemon import FINAL, DaemonHandle, local_job, make_executable, python_script
 from xmanager.client import daemon_process
 from xmanager.launcher.v1 import launcher_pb2 as pb
-
-
-def _job(name: str, path: Path | str, *args: str, env: dict[str, str] | None = None) -> pb.Job:
-    return pb.Job(
-        name=name,
-        artifact=pb.Artifact(local_binary=pb.LocalBinary(path=str(path))),
-        args=args,
-        env=env or {},
-        executor=pb.Executor(local=pb.LocalExecutor()),
-    )
 
 
 def _experiment(daemon: DaemonHandle, title: str = "local") -> int:
@@ -98,8 +88,8 @@ def test_jobs_get_their_env_the_xm_variables_and_a_working_directory(
     unit = _add(
         daemon,
         experiment_id,
-        _job("learner", report, env={"MY_VALUE": "a b $c"}),
-        _job("actor", report),
+        local_job("learner", report, env={"MY_VALUE": "a b $c"}),
+        local_job("actor", report),
     )
     daemon.wait_all_final(experiment_id, 1)
     learner = json.loads(_text(_logs(daemon, experiment_id, unit.work_unit_id, "learner")))
@@ -129,7 +119,7 @@ def test_log_streams_offsets_and_tail(shared_daemon: DaemonHandle, tmp_path: Pat
         tmp_path / "talk.sh", "#!/bin/sh\necho out-1\necho err-1 >&2\necho out-2\nexit 0\n"
     )
     experiment_id = _experiment(daemon)
-    unit = _add(daemon, experiment_id, _job("main", job))
+    unit = _add(daemon, experiment_id, local_job("main", job))
     daemon.wait_all_final(experiment_id, 1)
     wu = unit.work_unit_id
     assert _text(_logs(daemon, experiment_id, wu, stream=pb.LOG_STREAM_STDOUT)) == "out-1\nout-2\n"
@@ -152,7 +142,7 @@ def test_follow_streams_output_until_the_job_ends(
         "#!/bin/sh\nfor i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done\n",
     )
     experiment_id = _experiment(daemon)
-    unit = _add(daemon, experiment_id, _job("main", job))
+    unit = _add(daemon, experiment_id, local_job("main", job))
     started = time.monotonic()
     chunks = _logs(daemon, experiment_id, unit.work_unit_id, follow=True)
     assert time.monotonic() - started >= 0.6  # it waited for output that came later
@@ -171,7 +161,7 @@ def test_logs_are_capped_and_marked_truncated(state_dir: Path, tmp_path: Path) -
             "import sys\nfor _ in range(3):\n    sys.stdout.write('x' * (1 << 20))\n",
         )
         experiment_id = _experiment(daemon)
-        unit = _add(daemon, experiment_id, _job("main", job))
+        unit = _add(daemon, experiment_id, local_job("main", job))
         (done,) = daemon.wait_all_final(experiment_id, 1)
         assert done.status.state == pb.JOB_STATE_SUCCEEDED  # the job itself was not harmed
         chunks = _logs(daemon, experiment_id, unit.work_unit_id, stream=pb.LOG_STREAM_STDOUT)
@@ -191,7 +181,7 @@ def test_running_jobs_are_bounded_and_the_rest_wait_pending(
         job = make_executable(tmp_path / "nap.sh", "#!/bin/sh\nsleep 0.4\n")
         experiment_id = _experiment(daemon)
         for _ in range(6):
-            _add(daemon, experiment_id, _job("main", job))
+            _add(daemon, experiment_id, local_job("main", job))
         units = [_unit(daemon, experiment_id, i) for i in range(1, 7)]
         assert sum(u.status.state == pb.JOB_STATE_PENDING for u in units) >= 3
         units = daemon.wait_all_final(experiment_id, 6)
@@ -227,8 +217,8 @@ def test_cancel_escalates_to_sigkill_after_the_grace_period(
             "time.sleep(300)\n",
         )
         experiment_id = _experiment(daemon)
-        _add(daemon, experiment_id, _job("main", stubborn))
-        _add(daemon, experiment_id, _job("main", polite))
+        _add(daemon, experiment_id, local_job("main", stubborn))
+        _add(daemon, experiment_id, local_job("main", polite))
         for work_unit_id in (1, 2):
             deadline = time.monotonic() + 20
             while "ready" not in _text(_logs(daemon, experiment_id, work_unit_id)):
@@ -267,8 +257,8 @@ def test_cancel_before_start_never_runs_the_job(state_dir: Path, tmp_path: Path)
         blocker = make_executable(tmp_path / "block.sh", "#!/bin/sh\nsleep 2\n")
         job = make_executable(tmp_path / "touch.sh", f"#!/bin/sh\ntouch {marker}\n")
         experiment_id = _experiment(daemon)
-        _add(daemon, experiment_id, _job("main", blocker))
-        _add(daemon, experiment_id, _job("main", job))
+        _add(daemon, experiment_id, local_job("main", blocker))
+        _add(daemon, experiment_id, local_job("main", job))
         assert _unit(daemon, experiment_id, 2).status.state == pb.JOB_STATE_PENDING
         daemon.client.stub.CancelWorkUnit(
             pb.CancelWorkUnitRequest(experiment_id=experiment_id, work_unit_id=2)
@@ -289,7 +279,7 @@ def test_a_graceful_daemon_restart_reattaches_running_jobs(state_dir: Path, tmp_
             tmp_path / "long.sh", "#!/bin/sh\necho before\nsleep 2\necho after\nexit 7\n"
         )
         experiment_id = _experiment(daemon)
-        _add(daemon, experiment_id, _job("main", job))
+        _add(daemon, experiment_id, local_job("main", job))
         _wait_for(daemon, experiment_id, 1, pb.JOB_STATE_RUNNING)
         daemon.stop()
         daemon.start()
@@ -309,7 +299,7 @@ def test_a_vanished_supervisor_means_lost_and_no_orphans(state_dir: Path, tmp_pa
     try:
         job = make_executable(tmp_path / "long.sh", "#!/bin/sh\nsleep 300\n")
         experiment_id = _experiment(daemon)
-        _add(daemon, experiment_id, _job("main", job))
+        _add(daemon, experiment_id, local_job("main", job))
         _wait_for(daemon, experiment_id, 1, pb.JOB_STATE_RUNNING)
         job_dir = daemon.state.job_dir(experiment_id, 1, "main")
         started = json.loads((job_dir / "started.json").read_text())
@@ -333,7 +323,7 @@ def test_a_binary_changed_since_packaging_is_refused(
     daemon = shared_daemon
     job = make_executable(tmp_path / "v1.sh", "#!/bin/sh\necho v1\n")
     experiment_id = _experiment(daemon)
-    message = _job("main", job)
+    message = local_job("main", job)
     message.artifact.local_binary.sha256 = "0" * 64
     _add(daemon, experiment_id, message)
     (unit,) = daemon.wait_all_final(experiment_id, 1)

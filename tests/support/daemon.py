@@ -104,6 +104,17 @@ def list_work_units(launcher: Launcher, experiment_id: int) -> list[pb.WorkUnit]
             return units
 
 
+def local_job(name: str, path: Path | str, *args: str, env: dict[str, str] | None = None) -> pb.Job:
+    """A job running a binary on the daemon's machine (the Local executor)."""
+    return pb.Job(
+        name=name,
+        artifact=pb.Artifact(local_binary=pb.LocalBinary(path=str(path))),
+        args=args,
+        env=env or {},
+        executor=pb.Executor(local=pb.LocalExecutor()),
+    )
+
+
 def add_work_units(
     launcher: Launcher, requests: Iterable[pb.AddWorkUnitRequest], *, batch: int = 500
 ) -> list[pb.AddWorkUnitResult]:
