@@ -22,6 +22,7 @@ from xmanager.xm_local.executors import (
     Local,
     LocalSpec,
     TensorboardCapability,
+    TpuCapability,
     Vertex,
     VertexSpec,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "LocalWorkUnit",
     "PackagingError",
     "TensorboardCapability",
+    "TpuCapability",
     "Vertex",
     "VertexSpec",
     "WorkUnitRejectedError",

@@ -7,6 +7,8 @@ launcher contract's executor messages.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import math
 from typing import Any, ClassVar
 
 from xmanager import xm
@@ -152,7 +154,10 @@ CaipSpec = VertexSpec
 
 @dataclasses.dataclass
 class KubernetesSpec(xm.ExecutorSpec):
-    """Package an image for Kubernetes, pushed as `push_image_tag` when given."""
+    """Package an image for Kubernetes, pushed as `push_image_tag` when given.
+
+    The tag should look like 'registry.example/name:tag'; jobs then run the pushed image by digest.
+    """
 
     push_image_tag: str | None = None
 
@@ -160,33 +165,66 @@ class KubernetesSpec(xm.ExecutorSpec):
         _check_optional_str("KubernetesSpec", "push_image_tag", self.push_image_tag)
 
 
+GOOGLE_KUBERNETES_ENGINE_CLOUD_PROVIDER = "GKE"
+
+
+@dataclasses.dataclass
+class TpuCapability:
+    """TPU runtime of a GKE TPU pod (XManager's field)."""
+
+    tpu_runtime_version: str
+
+    def __post_init__(self) -> None:
+        _check_optional_str("TpuCapability", "tpu_runtime_version", self.tpu_runtime_version)
+
+
 @dataclasses.dataclass
 class Kubernetes(xm.Executor):
-    """Run as a Kubernetes batch/v1 Job.
+    """Run as a Kubernetes batch/v1 Job; a work unit's jobs form a gang.
 
     Attributes:
+      requirements: cpu, memory, ephemeral_storage, one GPU or TPU type, replicas.
+      cloud_provider: 'GKE' selects accelerators with GKE's node labels; None adds none.
+      tpu_capability: the TPU runtime version annotation on GKE.
       namespace: the namespace to create the Job in.
-      context: the kubeconfig context; None uses the current one (or in-cluster config).
+      context: the kubeconfig context; None uses the daemon's (flag, current context or
+        in-cluster config).
+      service_account: the pods' service account; None uses the namespace default.
+      node_selector: node labels the pods must match.
       tolerations: core/v1 tolerations, e.g. {'key': 'gpu', 'operator': 'Exists'}.
-      cloud_provider: 'GKE' selects accelerators with GKE's node labels.
+      priority_class: the pods' PriorityClass name.
+      image_pull_secrets: names of Secrets holding registry credentials.
+      active_deadline: how long the job may run (a timedelta or seconds) before Kubernetes
+        stops it; None means no limit.
+      backoff_limit: pod restarts allowed after a failure; 0 (the default) fails the job on
+        its first failure, as a gang needs.
     """
 
     requirements: xm.JobRequirements = dataclasses.field(default_factory=xm.JobRequirements)
+    cloud_provider: str | None = GOOGLE_KUBERNETES_ENGINE_CLOUD_PROVIDER
+    tpu_capability: TpuCapability | None = None
     namespace: str = "default"
     context: str | None = None
     service_account: str | None = None
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    cloud_provider: str = "GKE"
+    priority_class: str | None = None
+    image_pull_secrets: list[str] = dataclasses.field(default_factory=list)
+    active_deadline: datetime.timedelta | int | None = None
+    backoff_limit: int = 0
 
     Spec: ClassVar[type[xm.ExecutorSpec]] = KubernetesSpec
 
     def __post_init__(self) -> None:
         _check_requirements("Kubernetes", self.requirements)
-        _check_optional_str("Kubernetes", "namespace", self.namespace)
-        _check_optional_str("Kubernetes", "context", self.context)
-        _check_optional_str("Kubernetes", "service_account", self.service_account)
-        _check_optional_str("Kubernetes", "cloud_provider", self.cloud_provider)
+        for field in ("namespace", "context", "service_account", "cloud_provider"):
+            _check_optional_str("Kubernetes", field, getattr(self, field))
+        _check_optional_str("Kubernetes", "priority_class", self.priority_class)
+        if self.tpu_capability is not None and not isinstance(self.tpu_capability, TpuCapability):
+            raise TypeError(
+                f"Kubernetes.tpu_capability must be TpuCapability or None, got "
+                f"{self.tpu_capability!r}."
+            )
         for key, value in self.node_selector.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise TypeError(
@@ -198,11 +236,41 @@ class Kubernetes(xm.Executor):
                     f"Kubernetes.tolerations holds dicts like {{'key': ..., 'operator': ...}}, "
                     f"got {toleration!r}."
                 )
+        for secret in self.image_pull_secrets:
+            if not isinstance(secret, str) or not secret:
+                raise TypeError(
+                    f"Kubernetes.image_pull_secrets holds Secret names (str), got {secret!r}."
+                )
+        if self.active_deadline is not None:
+            seconds = self.active_deadline_seconds
+            if seconds is None or seconds <= 0:
+                raise ValueError(
+                    "Kubernetes.active_deadline must be a positive timedelta or number of "
+                    f"seconds (at least 1 s), or None, got {self.active_deadline!r}."
+                )
+        if isinstance(self.backoff_limit, bool) or not isinstance(self.backoff_limit, int):
+            raise TypeError(f"Kubernetes.backoff_limit must be an int, got {self.backoff_limit!r}.")
+        if self.backoff_limit < 0:
+            raise ValueError(f"Kubernetes.backoff_limit must be >= 0, got {self.backoff_limit}.")
         self.node_selector = dict(self.node_selector)
         self.tolerations = [dict(toleration) for toleration in self.tolerations]
+        self.image_pull_secrets = list(self.image_pull_secrets)
+
+    @property
+    def active_deadline_seconds(self) -> int | None:
+        """Whole seconds (rounded up), as Kubernetes takes them; None without a deadline."""
+        deadline = self.active_deadline
+        if deadline is None or isinstance(deadline, bool):
+            return None
+        if isinstance(deadline, datetime.timedelta):
+            return math.ceil(deadline.total_seconds())
+        if isinstance(deadline, int | float):
+            return math.ceil(deadline)
+        return None
 
 
 __all__ = [
+    "GOOGLE_KUBERNETES_ENGINE_CLOUD_PROVIDER",
     "Caip",
     "CaipSpec",
     "DockerOptions",
@@ -211,6 +279,7 @@ __all__ = [
     "Local",
     "LocalSpec",
     "TensorboardCapability",
+    "TpuCapability",
     "Vertex",
     "VertexSpec",
 ]

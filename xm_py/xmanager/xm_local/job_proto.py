@@ -78,6 +78,14 @@ def executor_to_proto(executor: xm.Executor) -> pb.Executor:
             context=executor.context or "",
             service_account=executor.service_account or "",
             node_selector=executor.node_selector,
+            priority_class=executor.priority_class or "",
+            image_pull_secrets=executor.image_pull_secrets,
+            active_deadline_seconds=executor.active_deadline_seconds or 0,
+            cloud_provider=executor.cloud_provider or "",
+            backoff_limit=executor.backoff_limit,
+            tpu_runtime_version=(
+                executor.tpu_capability.tpu_runtime_version if executor.tpu_capability else ""
+            ),
         )
         for toleration in executor.tolerations:
             kubernetes.tolerations.add(

@@ -281,7 +281,7 @@ class Toleration(_message.Message):
     def __init__(self, key: _Optional[str] = ..., operator: _Optional[str] = ..., value: _Optional[str] = ..., effect: _Optional[str] = ..., toleration_seconds: _Optional[int] = ...) -> None: ...
 
 class KubernetesExecutor(_message.Message):
-    __slots__ = ("namespace", "context", "service_account", "node_selector", "tolerations")
+    __slots__ = ("namespace", "context", "service_account", "node_selector", "tolerations", "priority_class", "image_pull_secrets", "active_deadline_seconds", "cloud_provider", "backoff_limit", "tpu_runtime_version")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -294,12 +294,24 @@ class KubernetesExecutor(_message.Message):
     SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     TOLERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULL_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TPU_RUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     context: str
     service_account: str
     node_selector: _containers.ScalarMap[str, str]
     tolerations: _containers.RepeatedCompositeFieldContainer[Toleration]
-    def __init__(self, namespace: _Optional[str] = ..., context: _Optional[str] = ..., service_account: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ...) -> None: ...
+    priority_class: str
+    image_pull_secrets: _containers.RepeatedScalarFieldContainer[str]
+    active_deadline_seconds: int
+    cloud_provider: str
+    backoff_limit: int
+    tpu_runtime_version: str
+    def __init__(self, namespace: _Optional[str] = ..., context: _Optional[str] = ..., service_account: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., priority_class: _Optional[str] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ..., active_deadline_seconds: _Optional[int] = ..., cloud_provider: _Optional[str] = ..., backoff_limit: _Optional[int] = ..., tpu_runtime_version: _Optional[str] = ...) -> None: ...
 
 class Executor(_message.Message):
     __slots__ = ("local", "vertex", "kubernetes")
