@@ -1,0 +1,55 @@
+"""Fixtures of the Kubernetes tests: the loopback registry with test images, the emulated
+cluster. Tests that need Docker skip (or fail in CI) when a component is missing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.containers import images
+from tests.kubernetes import cluster
+
+
+class RegistryImages:
+    """Images in the loopback registry, by digest."""
+
+    def __init__(self, host: str, root: Path) -> None:
+        layer = images.layer_tar()
+        self.host = host
+        # `docker run IMAGE ARGS`: the job's args follow /bin/sh -c SCRIPT.
+        self.sh = cluster.push(host, "sh", root, layer, entrypoint=["/bin/sh", "-c"], cmd=None)
+        # Prints each argument NUL-separated, then XM_*/TRICKY variables.
+        self.argv = cluster.push(
+            host,
+            "argv",
+            root,
+            layer,
+            entrypoint=["/bin/sh", "-c", 'printf "%s\\0" "$@"', "argv"],
+            cmd=None,
+        )
+        self.unpullable = f"{host}/missing@sha256:{'0' * 64}"
+
+
+@pytest.fixture(scope="session")
+def registry_images() -> Iterator[RegistryImages]:
+    reason = cluster.missing_reason()
+    if reason is not None:
+        skip_or_fail(reason)
+    root = Path(tempfile.mkdtemp(prefix="xm-k8s-images-"))
+    with cluster.registry() as host:
+        yield RegistryImages(host, root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def k8s(registry_images: RegistryImages) -> Iterator[cluster.Cluster]:
+    root = Path(tempfile.mkdtemp(prefix="xm-k8s-"))
+    emulated = cluster.Cluster(root, node_labels={"pool": "default"})
+    yield emulated
+    emulated.close()
+    shutil.rmtree(root, ignore_errors=True)
