@@ -218,8 +218,20 @@ class Scheduler:
         grace = grace or self._grace_period
         with self._lock:
             unit = self._units.get(unit_key)
-            if unit is None or unit.cancel_requested:
+            if unit is None:
                 return False
+            if unit.cancel_requested:
+                # Asked again: deliver it again (the backends make it idempotent), in case the
+                # first delivery raced with the job's start.
+                again = [
+                    (name, unit.handles.get(name, ""))
+                    for name in unit.jobs
+                    if name not in unit.final and name not in unit.to_start
+                ]
+        if unit.cancel_requested:
+            self._deliver_cancels(unit, again, grace)
+            return False
+        with self._lock:
             unit.cancel_requested = True
             never_started = list(unit.to_start)
             unit.to_start.clear()
@@ -245,11 +257,16 @@ class Scheduler:
                 JobObservation(JobKey(*unit_key, name), pb.JOB_STATE_CANCELLING, reason=message)
             )
         self.flush()
-        for name, handle in started:
+        self._deliver_cancels(unit, started, grace)
+        return True
+
+    def _deliver_cancels(
+        self, unit: _Unit, jobs: Sequence[tuple[str, str]], grace: datetime.timedelta
+    ) -> None:
+        for name, handle in jobs:
             backend = self.backends.find(unit.jobs[name])
             if backend is not None:
-                backend.cancel(JobKey(*unit_key, name), handle, grace)
-        return True
+                backend.cancel(JobKey(*unit.key, name), handle, grace)
 
     # -- the dispatcher -------------------------------------------------------------------------
 
