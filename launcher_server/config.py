@@ -24,6 +24,10 @@ class DaemonConfig:
     rpc_threads: int = 64
     # Docker Engine's address; empty means $DOCKER_HOST, else unix:///var/run/docker.sock.
     docker_host: str = ""
+    # Kubernetes: the kubeconfig (empty: $KUBECONFIG, ~/.kube/config, or in-cluster config)
+    # and its context for jobs whose executor names none (empty: the current context).
+    kubeconfig: str = ""
+    kubernetes_context: str = ""
 
     @property
     def store_url(self) -> str:

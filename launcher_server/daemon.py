@@ -208,6 +208,16 @@ flags.DEFINE_string(
 )
 
 
+flags.DEFINE_string(
+    "kubeconfig", "", "kubeconfig for Kubernetes jobs (default $KUBECONFIG or ~/.kube/config)."
+)
+flags.DEFINE_string(
+    "kubernetes_context",
+    "",
+    "kubeconfig context for Kubernetes jobs naming none (default current).",
+)
+
+
 def config_from_flags() -> DaemonConfig:
     return DaemonConfig(
         state_dir=StateDir.resolve(FLAGS.state_dir),
@@ -219,6 +229,8 @@ def config_from_flags() -> DaemonConfig:
         log_cap_bytes=FLAGS.log_cap_mb * 1024 * 1024,
         rpc_threads=FLAGS.rpc_threads,
         docker_host=FLAGS.docker_host,
+        kubeconfig=FLAGS.kubeconfig,
+        kubernetes_context=FLAGS.kubernetes_context,
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import skip_or_fail
 from tests.containers import images
 from tests.kubernetes import cluster
+from tests.support.daemon import DaemonHandle, kill_job_processes
 
 
 class RegistryImages:
@@ -53,3 +54,15 @@ def k8s(registry_images: RegistryImages) -> Iterator[cluster.Cluster]:
     yield emulated
     emulated.close()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def k8s_daemon(k8s: cluster.Cluster) -> Iterator[DaemonHandle]:
+    """A real daemon whose Kubernetes backend talks to the emulated cluster."""
+    path = Path(tempfile.mkdtemp(prefix="xm-k8sd-", dir="/tmp"))
+    handle = DaemonHandle(path, ["--grace_period_seconds=2", f"--kubeconfig={k8s.kubeconfig}"])
+    handle.start()
+    yield handle
+    handle.stop()
+    kill_job_processes(path)
+    shutil.rmtree(path, ignore_errors=True)

@@ -15,9 +15,9 @@ def _require(condition: bool, field: str, problem: str) -> None:
         raise InvalidArgumentError(field, problem)
 
 
-def check_job(job: pb.Job) -> None:
-    """Raises InvalidArgumentError naming the field and what would be valid."""
-    field = f"jobs[{job.name}]"
+def check_job(job: pb.Job, field: str = "") -> None:
+    """Raises InvalidArgumentError naming the field (under `field`, e.g. "jobs[0]")."""
+    field = field or f"jobs[{job.name}]"
     _check_artifact(job.artifact, f"{field}.artifact")
     _check_executor(job.executor.kubernetes, f"{field}.executor.kubernetes")
     _check_requirements(job.requirements, f"{field}.requirements")

@@ -57,6 +57,11 @@ class Faults:
             return self.errors.pop(0) if self.errors else None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # clients hanging up mid-stream are normal for watches and log follows
+
+
 class ApiServer:
     """The emulator: a store, an HTTP server on loopback, request counts for benchmarks."""
 
@@ -67,7 +72,7 @@ class ApiServer:
         self.requests_lock = threading.Lock()
         self._http = urllib3.PoolManager()
         handler = type("Handler", (_Handler,), {"api": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = _QuietServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -157,6 +162,10 @@ class _Handler(BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
         try:
+            if parsed.path.rstrip("/") == "/version":
+                self.api.count("GET")
+                self._send_json(200, {"major": "1", "minor": "37", "gitVersion": "v1.37.0-emu"})
+                return
             if parsed.path.startswith("/_emulator/"):
                 self._control(parsed.path, method)
                 return

@@ -1,0 +1,158 @@
+"""Jobs' output from the pod log API: every replica followed (lines prefixed with the replica
+index when there are several), kept in the job directory so that the last lines survive the
+pods. Following starts when someone reads a job's logs; a job that ends unread has its logs
+fetched once, while the API server still has them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from launcher_server.backends.kubernetes import names, states
+from launcher_server.job_dirs import LOGS, TRUNCATED, JobDirs
+from launcher_server.jobs import JobKey
+from launcher_server.logs import JobDirLogSource, LogRead, LogSource
+
+_log = logging.getLogger(__name__)
+Obj = Mapping[str, Any]
+
+
+class _Output:
+    """The job's output.log, appended to by whole lines from several replicas."""
+
+    def __init__(self, path: Path, cap: int) -> None:
+        self._path = path
+        self._cap = cap
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._path, "ab") as f:
+                room = self._cap - f.tell()
+                if room <= 0:
+                    (self._path.parent / TRUNCATED).touch()
+                    return
+                f.write(data[:room])
+                if len(data) > room:
+                    (self._path.parent / TRUNCATED).touch()
+
+
+class LogCollector:
+    """Per job: which pods' logs were captured (followed to the end or fetched)."""
+
+    def __init__(self, job_dirs: JobDirs, cap: int) -> None:
+        self._job_dirs = job_dirs
+        self._cap = cap
+        self._lock = threading.Lock()
+        self._outputs: dict[JobKey, _Output] = {}
+        self._started: set[str] = set()  # pod uids being (or already) captured
+        self._fetches: dict[JobKey, list[threading.Thread]] = {}  # one-off copies under way
+
+    def _output(self, key: JobKey) -> _Output:
+        with self._lock:
+            output = self._outputs.get(key)
+            if output is None:
+                path = self._job_dirs.path(key) / LOGS["output"]
+                output = self._outputs[key] = _Output(path, self._cap)
+            return output
+
+    def _claim(self, pod: Obj) -> bool:
+        uid = str((pod.get("metadata") or {}).get("uid", ""))
+        with self._lock:
+            if not uid or uid in self._started:
+                return False
+            self._started.add(uid)
+            return True
+
+    def capture(
+        self, key: JobKey, core: Any, pods: Sequence[Obj], replicas: int, *, follow: bool
+    ) -> None:
+        """Starts copying each pod's log not yet captured (following it, or all at once)."""
+        for pod in pods:
+            status = pod.get("status") or {}
+            waiting = not status.get("containerStatuses") or all(
+                "waiting" in (c.get("state") or {}) for c in status["containerStatuses"]
+            )
+            if waiting or not self._claim(pod):
+                continue
+            prefix = f"[{states.replica(pod)}] ".encode() if replicas > 1 else b""
+            thread = threading.Thread(
+                target=self._copy,
+                args=(key, core, pod, prefix, follow),
+                name=f"logs-{key}",
+                daemon=True,
+            )
+            if not follow:
+                with self._lock:
+                    self._fetches.setdefault(key, []).append(thread)
+            thread.start()
+
+    def wait(self, key: JobKey, timeout: float) -> None:
+        """Waits for the one-off copies of a finished job's logs, so a read sees them."""
+        with self._lock:
+            threads = self._fetches.pop(key, [])
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _copy(self, key: JobKey, core: Any, pod: Obj, prefix: bytes, follow: bool) -> None:
+        meta = pod["metadata"]
+        output = self._output(key)
+        try:
+            response = core.read_namespaced_pod_log(
+                meta["name"],
+                meta["namespace"],
+                container=names.CONTAINER_NAME,
+                follow=follow,
+                _preload_content=False,
+                _request_timeout=(10, None) if follow else (10, 60),
+            )
+            pending = b""
+            for chunk in response.stream(64 * 1024, decode_content=True):
+                pending += chunk
+                if b"\n" in pending:
+                    complete, _, pending = pending.rpartition(b"\n")
+                    output.write(_prefixed(complete + b"\n", prefix))
+            if pending:
+                output.write(_prefixed(pending, prefix))
+            response.release_conn()
+        except Exception as error:  # a pod gone with its logs: nothing to keep
+            _log.info("logs of %s from pod %s: %s", key, meta.get("name"), error)
+
+    def source(self, key: JobKey, on_read: Callable[[], None]) -> LogSource:
+        return _Source(JobDirLogSource(self._job_dirs.path(key)), on_read)
+
+
+def _prefixed(data: bytes, prefix: bytes) -> bytes:
+    if not prefix:
+        return data
+    lines = data.split(b"\n")
+    tail = lines.pop() if not data.endswith(b"\n") else None
+    out = b"".join(prefix + line + b"\n" for line in (lines[:-1] if tail is None else lines))
+    return out + (prefix + tail if tail else b"")
+
+
+class _Source(LogSource):
+    """The job directory's output.log; a read first makes sure the pods are being followed."""
+
+    def __init__(self, files: JobDirLogSource, on_read: Callable[[], None]) -> None:
+        self._files = files
+        self._on_read = on_read
+
+    def read(self, stream: str, offset: int, max_bytes: int) -> LogRead:
+        self._on_read()
+        # The pod log API interleaves stdout and stderr: every stream is the combined output.
+        return self._files.read("output", offset, max_bytes)
+
+
+def output_size(job_dirs: JobDirs, key: JobKey) -> int:
+    try:
+        return os.stat(job_dirs.path(key) / LOGS["output"]).st_size
+    except FileNotFoundError:
+        return 0
