@@ -173,7 +173,8 @@ def test_a_daemon_killed_mid_run_loses_nothing(
         ),
         60,
     )
-    uid = kubernetes.client.BatchV1Api(k8s.client()).list_namespaced_job(NS).items[0].metadata.uid
+    batch: Any = kubernetes.client.BatchV1Api(k8s.client())
+    uid = batch.list_namespaced_job(NS).items[0].metadata.uid
     k8s_daemon.kill()
     time.sleep(5)  # the job ends while the daemon is away
     # A generous start timeout: loading the Kubernetes client is slow on a busy machine.
@@ -181,7 +182,7 @@ def test_a_daemon_killed_mid_run_loses_nothing(
     k8s_daemon.attach()
     done = _final(k8s_daemon, experiment, unit.work_unit_id)
     assert done.status.state == pb.JOB_STATE_SUCCEEDED
-    jobs = kubernetes.client.BatchV1Api(k8s.client()).list_namespaced_job(NS).items
+    jobs = batch.list_namespaced_job(NS).items
     assert [j.metadata.uid for j in jobs] == [uid]  # never created twice
     assert _logs(k8s_daemon, experiment, unit.work_unit_id, "main") == "done\n"
 
