@@ -21,6 +21,8 @@ from tests.containers import images
 from tests.fakes.kubernetes.emulator import Emulator
 from tests.fakes.node_agent.agent import NodeAgent
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -34,6 +34,11 @@ class RegistryImages:
             cmd=None,
         )
         self.unpullable = f"{host}/missing@sha256:{'0' * 64}"
+        # The stand-in trainer of examples/kubernetes_multiworker (TF_CONFIG, peers by DNS).
+        trainer = (cluster.ROOT / "examples" / "kubernetes_multiworker" / "trainer.sh").read_text()
+        self.trainer = cluster.push(
+            host, "trainer", root, layer, entrypoint=["/bin/sh", "-c", trainer, "trainer"], cmd=None
+        )
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +55,8 @@ def registry_images() -> Iterator[RegistryImages]:
 @pytest.fixture
 def k8s(registry_images: RegistryImages) -> Iterator[cluster.Cluster]:
     root = Path(tempfile.mkdtemp(prefix="xm-k8s-"))
-    emulated = cluster.Cluster(root, node_labels={"pool": "default"})
+    labels = {"pool": "default", "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    emulated = cluster.Cluster(root, node_labels=labels)
     yield emulated
     emulated.close()
     shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Helpers built on the launch-script API, as in XManager's `xmanager.contrib`."""
