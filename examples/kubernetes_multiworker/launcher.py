@@ -24,7 +24,7 @@ _GPU = flags.DEFINE_bool("gpu", True, "Each worker asks for a T4 GPU (as XManage
 
 def main(_: list[str]) -> None:
     with xm_local.create_experiment(experiment_title="kubernetes_multiworker") as experiment:
-        spec = xm.Container(image_path=_IMAGE.value)
+        spec = xm.Container(image_path=str(_IMAGE.value))
         [executable] = experiment.package(
             [
                 xm.Packageable(
