@@ -245,3 +245,26 @@ def test_without_a_cluster_kubernetes_jobs_are_refused_and_local_jobs_run(
         )
     finally:
         daemon.stop()
+
+
+def test_watch_disconnects_410_and_error_bursts_lose_nothing(
+    k8s_daemon: DaemonHandle, k8s: Cluster, registry_images: RegistryImages
+) -> None:
+    experiment = _experiment(k8s_daemon)
+    unit = _add(k8s_daemon, experiment, _job("main", registry_images.sh, "sleep 6; echo done"))
+    wait_for(
+        lambda: (
+            _unit(k8s_daemon, experiment, unit.work_unit_id).status.state == pb.JOB_STATE_RUNNING
+        ),
+        60,
+    )
+    # Watches cut, history compacted (resuming gets 410 Gone: re-list), then a burst of
+    # throttling and server errors on the next requests.
+    k8s.fault(drop_watches=True, compact=True, errors=[503, 429, 500, 502, 503])
+    done = _final(k8s_daemon, experiment, unit.work_unit_id)
+    assert done.status.state == pb.JOB_STATE_SUCCEEDED, done
+    assert _logs(k8s_daemon, experiment, unit.work_unit_id, "main") == "done\n"
+    # After the faults, everything runs as before.
+    again = _add(k8s_daemon, experiment, _job("again", registry_images.sh, "exit 4"))
+    failed = _final(k8s_daemon, experiment, again.work_unit_id)
+    assert failed.jobs[0].status.reason == "exited with code 4"
