@@ -587,7 +587,8 @@ class KubernetesBackend(Backend):
 
     def log_location(self, key: JobKey, handle: str) -> str:
         if not handle:
-            return ""
+            labels = names.selector(names.job_labels(*key.unit, key.job_name))
+            return f"kubectl logs --all-namespaces --prefix -l {labels}"
         where = Handle.parse(handle)
         context = f" --context={where.context}" if where.context else ""
         return (
