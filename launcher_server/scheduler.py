@@ -36,6 +36,7 @@ from launcher_server.backends.base import (
 )
 from launcher_server.errors import FailedPreconditionError
 from launcher_server.store.store import Store
+from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 
@@ -318,10 +319,7 @@ class Scheduler:
     def _launch_spec(self, key: JobKey, job: pb.Job, peers: Sequence[str]) -> LaunchSpec:
         env = dict(job.env)
         env.update(
-            XM_EXPERIMENT_ID=str(key.experiment_id),
-            XM_WORK_UNIT_ID=str(key.work_unit_id),
-            XM_JOB_NAME=key.job_name,
-            XM_JOB_PEERS=",".join(peers),
+            contract.launcher_env(key.experiment_id, key.work_unit_id, key.job_name, list(peers))
         )
         job_dir = self._state_dir.job_dir(key.experiment_id, key.work_unit_id, key.job_name)
         return LaunchSpec(

@@ -53,3 +53,11 @@ class ExperimentUnitNotCompletedError(ExperimentUnitError):
 
 class NotFoundError(KeyError):
     """An experiment, work unit or job does not exist."""
+
+
+class ReloadError(ExperimentUnitError):
+    """An experiment unit could not be reloaded."""
+
+
+class DebugInterrupt(BaseException):  # XManager's name.
+    """Raised by a launch script to stop at a point while debugging (not an error)."""

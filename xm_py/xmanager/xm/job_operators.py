@@ -248,6 +248,14 @@ def prepare(job: object, args: UserArgs | None) -> Prepared:
     )
 
 
+def get_args_for_all_jobs(job: object, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The `add` args that give every job of `job` (a Job or a nested JobGroup) the same
+    keyword args `args`, as XManager's: {'args': args} for a Job, nested by job name."""
+    if isinstance(job, JobGroup):
+        return {key: get_args_for_all_jobs(child, args) for key, child in job.jobs.items()}
+    return {"args": dict(args)}
+
+
 def job_args(job: Job) -> SequentialArgs:
     """The full arguments of a job: its executable's args, then the job's own (merged)."""
     return merge_args(job.executable.args, job.args)

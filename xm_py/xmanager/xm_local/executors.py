@@ -101,13 +101,20 @@ class TensorboardCapability:
     """
 
     name: str
-    base_output_directory: str
+    base_output_directory: str | None = None
 
     def __post_init__(self) -> None:
         _check_optional_str("TensorboardCapability", "name", self.name)
         _check_optional_str(
             "TensorboardCapability", "base_output_directory", self.base_output_directory
         )
+
+
+@dataclasses.dataclass
+class TpuCapability:
+    """The TPU software version an executor requests (XManager's; no backend reads it yet)."""
+
+    tpu_runtime_version: str
 
 
 @dataclasses.dataclass
