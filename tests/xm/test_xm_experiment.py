@@ -446,3 +446,16 @@ def test_package_async_reports_packaging_errors() -> None:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def test_launched_jobs_list_the_added_jobs() -> None:
+    with FakeExperiment() as experiment:
+        executable = _package_echo(experiment)
+        job = xm.Job(executable, xm_local.Local())
+        unit = experiment.add(xm.JobGroup(learner=job, actor=job)).result(timeout=5)
+        unit.add(xm.Job(executable, xm_local.Local(), name="extra")).result(timeout=5)
+    assert unit.launched_jobs == [
+        xm.LaunchedJob("learner"),
+        xm.LaunchedJob("actor"),
+        xm.LaunchedJob("extra"),
+    ]

@@ -29,6 +29,7 @@ from xmanager.xm.errors import (
 )
 from xmanager.xm.futures import ExperimentFuture
 from xmanager.xm.job_blocks import AuxiliaryUnitJob, Executable, JobGroup, JobType, Packageable
+from xmanager.xm.launched import LaunchedJob
 from xmanager.xm.metadata import MetadataContext
 from xmanager.xm.roles import AuxiliaryUnitRole, ExperimentUnitRole, WorkUnitRole
 from xmanager.xm.status import ExperimentUnitStatus
@@ -101,6 +102,7 @@ class ExperimentUnit(abc.ABC):
         self._role = role
         self._identity = identity
         self._context = MetadataContext()
+        self._launched_jobs: list[LaunchedJob] = []
 
     @property
     def experiment(self) -> Experiment:
@@ -126,6 +128,11 @@ class ExperimentUnit(abc.ABC):
     @property
     def context(self) -> MetadataContext:
         return self._context
+
+    @property
+    def launched_jobs(self) -> list[LaunchedJob]:
+        """The jobs added to this unit so far, in order (XManager's read-only view)."""
+        return list(self._launched_jobs)
 
     @property
     @abc.abstractmethod
@@ -158,6 +165,9 @@ class ExperimentUnit(abc.ABC):
         self, prepared: job_operators.Prepared, recorded: dict[str, Any], identity: str
     ) -> Coroutine[Any, Any, None]:
         if isinstance(prepared, JobGroup):
+            self._launched_jobs.extend(
+                LaunchedJob(name) for name in job_operators.flatten_jobs(prepared)
+            )
             return _await(self._launch_job_group(prepared, recorded, identity))
         generator, kwargs = prepared
         return _await(generator(self, **kwargs))
@@ -234,6 +244,11 @@ class AuxiliaryUnit(ExperimentUnit):
         if not isinstance(role, AuxiliaryUnitRole):
             raise TypeError(f"An AuxiliaryUnit needs an AuxiliaryUnitRole, got {role!r}.")
         return role
+
+    @property
+    def auxiliary_unit_id(self) -> int:
+        """The unit's number within its experiment (launchers that number them override this)."""
+        raise NotImplementedError(f"{type(self).__name__} has no auxiliary_unit_id")
 
     @property
     def experiment_unit_name(self) -> str:

@@ -22,14 +22,29 @@ def run_in_asyncio_loop(f: Callable[P, Awaitable[R]]) -> Callable[P, R]:
 
     @functools.wraps(f)
     def decorated(*args: P.args, **kwargs: P.kwargs) -> R:
+        if _running_loop() is not None:
+            name = getattr(f, "__qualname__", repr(f))
+            raise RuntimeError(
+                f"{name} is wrapped with xm.run_in_asyncio_loop and was called from inside a "
+                "running event loop: await the undecorated coroutine function instead"
+            )
         loop = asyncio.new_event_loop()
         try:
             return loop.run_until_complete(_as_coroutine(f(*args, **kwargs)))
         finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
     return decorated
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _as_coroutine(awaitable: Awaitable[R]) -> R:
