@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon import DaemonHandle, local_job, make_executable, run_cli
+from xmanager.client import daemon_process
 from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.state_dir import StateDir
 
 # A sweep over two hyperparameters, one unit failing (lr=0.3), run by the CLI's launch command.
 _SWEEP = """
@@ -198,9 +204,6 @@ def test_wait_blocks_until_a_running_unit_ends(daemon: DaemonHandle, tmp_path: P
             experiment_id=experiment.id, jobs=[local_job("slow", job)], request_id="slow-1"
         )
     )
-    import subprocess
-    import sys
-    import time
 
     waiter = subprocess.Popen(
         [sys.executable, "-m", "xmanager.cli", "wait", "1"],
@@ -218,12 +221,6 @@ def test_wait_blocks_until_a_running_unit_ends(daemon: DaemonHandle, tmp_path: P
 
 
 def test_daemon_start_foreground_execs_the_daemon(state_dir: Path) -> None:
-    import subprocess
-    import sys
-    import time
-
-    from xmanager.client import daemon_process
-    from xmanager.state_dir import StateDir
 
     env = {**os.environ, "XM_STATE_DIR": str(state_dir)}
     process = subprocess.Popen(
@@ -257,8 +254,6 @@ def test_daemon_start_foreground_execs_the_daemon(state_dir: Path) -> None:
 
 
 def test_the_client_never_imports_the_daemon() -> None:
-    import subprocess
-    import sys
 
     code = (
         "import sys; import xmanager.cli.main, xmanager.xm_local.experiment; "
@@ -268,3 +263,31 @@ def test_the_client_never_imports_the_daemon() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_wait_on_a_terminal_shows_a_live_bar(daemon: DaemonHandle, tmp_path: Path) -> None:
+
+    _sweep(daemon, tmp_path)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xmanager.cli", "wait", "1/1"],
+        env={**daemon.env(), "TERM": "xterm", "COLUMNS": "120"},
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    out, _ = process.communicate(timeout=60)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert process.returncode == 0
+    assert "1/1: succeeded (SUCCEEDED 1)" in out
+    assert b"waiting for 1/1" in screen  # rich's bar, drawn on the terminal
