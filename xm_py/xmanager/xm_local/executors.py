@@ -36,14 +36,14 @@ class DockerOptions:
     Attributes:
       ports: container port -> host port.
       volumes: host path -> container path.
-      interactive: keep stdin open and allocate a TTY.
       mount_gcs_path: mount ~/gcs (XManager's convenience) when it exists.
+      interactive: keep stdin open and allocate a TTY.
     """
 
     ports: dict[int, int] = dataclasses.field(default_factory=dict)
     volumes: dict[str, str] = dataclasses.field(default_factory=dict)
-    interactive: bool = False
     mount_gcs_path: bool = True
+    interactive: bool = False
 
     def __post_init__(self) -> None:
         for container_port, host_port in self.ports.items():
@@ -107,13 +107,20 @@ class TensorboardCapability:
     """
 
     name: str
-    base_output_directory: str
+    base_output_directory: str | None = None
 
     def __post_init__(self) -> None:
         _check_optional_str("TensorboardCapability", "name", self.name)
         _check_optional_str(
             "TensorboardCapability", "base_output_directory", self.base_output_directory
         )
+
+
+@dataclasses.dataclass
+class TpuCapability:
+    """The TPU software version an executor requests (XManager's; no backend reads it yet)."""
+
+    tpu_runtime_version: str
 
 
 @dataclasses.dataclass
@@ -173,16 +180,6 @@ GOOGLE_KUBERNETES_ENGINE_CLOUD_PROVIDER = "GKE"
 
 
 @dataclasses.dataclass
-class TpuCapability:
-    """TPU runtime of a GKE TPU pod (XManager's field)."""
-
-    tpu_runtime_version: str
-
-    def __post_init__(self) -> None:
-        _check_optional_str("TpuCapability", "tpu_runtime_version", self.tpu_runtime_version)
-
-
-@dataclasses.dataclass
 class Kubernetes(xm.Executor):
     """Run as a Kubernetes batch/v1 Job; a work unit's jobs form a gang.
 
@@ -204,9 +201,12 @@ class Kubernetes(xm.Executor):
         its first failure, as a gang needs.
     """
 
+    # XManager's fields, in its order (they may be given by position)...
     requirements: xm.JobRequirements = dataclasses.field(default_factory=xm.JobRequirements)
     cloud_provider: str | None = GOOGLE_KUBERNETES_ENGINE_CLOUD_PROVIDER
     tpu_capability: TpuCapability | None = None
+    # ...then this launcher's own, by keyword only.
+    _: dataclasses.KW_ONLY
     namespace: str = "default"
     context: str | None = None
     service_account: str | None = None
