@@ -115,6 +115,7 @@ def main() -> None:
         while len(emulator.store.list("jobs", "default")[0]) < 1:
             time.sleep(0.05)
         before = dict(emulator.server.requests)
+        cpu_start = cpu_seconds(daemon.pid)
         start = time.monotonic()
         requests = [
             pb.AddWorkUnitRequest(
@@ -128,11 +129,14 @@ def main() -> None:
         while len(emulator.store.list("jobs", "default")[0]) < args.units + 1:
             time.sleep(0.05)
         created = time.monotonic() - start
+        submit_cpu = cpu_seconds(daemon.pid) - cpu_start
         after = dict(emulator.server.requests)
         calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         print(f"submission of {args.units} work units (1 Kubernetes job each):")
         print(f"  AddWorkUnits returned after {accepted:.2f} s")
         print(f"  every Job created after     {created:.2f} s ({args.units / created:.0f} units/s)")
+        per_unit = 1000 * submit_cpu / args.units
+        print(f"  daemon CPU meanwhile:       {submit_cpu:.2f} s ({per_unit:.1f} ms per unit)")
         print(
             f"  API requests: {total(calls)} ({total(calls) / args.units:.2f} per unit): "
             + ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
