@@ -109,3 +109,15 @@ def test_complete_and_deleted() -> None:
     assert seen is not None
     assert seen.state == pb.JOB_STATE_CANCELLED
     assert states.observe(KEY, None, [], deleted=False, cancelled=False) is None
+
+
+def test_a_failure_seen_before_its_pod_takes_the_exit_code_from_the_message() -> None:
+    message = (
+        "Container job for pod default/xm-1-2-trainer-0-abcde failed with exit code 4 matching "
+        "FailJob rule at index 1"
+    )
+    job = _job(_failed("PodFailurePolicy", message))
+    assert states.lacks_pod_detail(job, [])
+    seen = states.observe(KEY, job, [], deleted=False, cancelled=False)
+    assert seen is not None
+    assert (seen.reason, seen.exit_code) == ("exited with code 4", 4)

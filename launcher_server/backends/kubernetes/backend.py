@@ -39,6 +39,7 @@ Obj = Mapping[str, Any]
 _AVAILABILITY_TTL = 10.0
 _FIRST_PROBE_WAIT = 8.0
 _REATTACH_WAIT = 5.0
+_POD_DETAIL_WAIT = 2.0
 _FINAL = frozenset(
     {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED, pb.JOB_STATE_LOST}
 )
@@ -221,6 +222,7 @@ class KubernetesBackend(Backend):
         self._reported: dict[JobKey, tuple[int, str, str]] = {}
         self._logs = LogCollector(context.job_dirs, context.config.log_cap_bytes)
         self._following: set[JobKey] = set()
+        self._deferred: set[JobKey] = set()
 
     # -- the cluster ------------------------------------------------------------------------
 
@@ -426,6 +428,18 @@ class KubernetesBackend(Backend):
         )
         if observation is None:
             return
+        if job is not None and states.lacks_pod_detail(job, pods):
+            with self._lock:
+                first = key not in self._deferred
+                self._deferred.add(key)
+            if first:
+                # The pod watch usually brings the failed pod's reason within moments.
+                timer = threading.Timer(
+                    _POD_DETAIL_WAIT, self.update, (cluster, namespace, name, deleted_job)
+                )
+                timer.daemon = True
+                timer.start()
+                return
         if observation.state in _FINAL and job is not None:
             # Keep the last lines while the API server still has them.
             replicas = int((job.get("spec") or {}).get("parallelism") or 1)

@@ -8,6 +8,7 @@ backoff limit, an exit code. The native state keeps Kubernetes' own words.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from launcher_server.jobs import JobKey, JobObservation
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 Obj = Mapping[str, Any]
+_EXIT_CODE = re.compile(r"failed with exit code (\d+)")
 _IMAGE_PROBLEMS = (
     "ErrImagePull",
     "ImagePullBackOff",
@@ -94,6 +96,13 @@ def _waiting(pods: Sequence[Obj]) -> tuple[str, str]:
     return "Pending", ""
 
 
+def lacks_pod_detail(job: Obj, pods: Sequence[Obj]) -> bool:
+    """A failed Job whose failed pod this watcher has not seen yet (a separate watch)."""
+    return _true(job, "Failed") is not None and not any(
+        (p.get("status") or {}).get("phase") == "Failed" for p in pods
+    )
+
+
 def observe(
     key: JobKey, job: Obj | None, pods: Sequence[Obj], *, deleted: bool, cancelled: bool
 ) -> JobObservation | None:
@@ -130,6 +139,12 @@ def observe(
         condition_reason = failed.get("reason", "")
         failed_pods = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
         detail, code = pod_failure(failed_pods[-1]) if failed_pods else ("", None)
+        if not failed_pods:
+            # The pod's own status may not be seen yet: the Job controller's message says.
+            match = _EXIT_CODE.search(str(failed.get("message", "")))
+            if match is not None:
+                code = int(match.group(1))
+                detail = f"exited with code {code}"
         if condition_reason == "PodFailurePolicy" and detail:
             reason = detail
         else:
