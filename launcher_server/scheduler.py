@@ -5,7 +5,7 @@ record, queue. Two threads then do the work:
 
 - the *dispatcher* starts queued work units when enough job slots are free (a work unit's jobs
   start together, so a JobGroup is admitted whole), bounded by `max_running_jobs` for the
-  backends that run jobs on this machine;
+  backends that run jobs on this machine; units of other backends never wait for those slots;
 - the *recorder* is the only writer of job statuses: it drains the observation queue that every
   backend reports into and applies each batch to the store in one transaction (group commit),
   so thousands of status changes per second cost a few transactions, and the order of
@@ -82,7 +82,10 @@ class Scheduler:
         self._grace_period = grace_period
         # One lock for the scheduler's state, which final observations also notify.
         self._lock = observations.condition
+        # Units waiting to start, in submission order: those needing local job slots wait for
+        # them in turn; those needing none (cloud jobs) never wait behind them.
         self._queue: collections.deque[UnitKey] = collections.deque()
+        self._unlimited: collections.deque[UnitKey] = collections.deque()
         self._units: dict[UnitKey, _Unit] = {}
         self._running = 0
         self._titles: dict[int, str] = {}
@@ -148,8 +151,8 @@ class Scheduler:
         with self._lock:
             if key in self._units:
                 return  # an idempotent retry
-            self._units[key] = _Unit(key, jobs, to_start=list(jobs))
-            self._queue.append(key)
+            unit = self._units[key] = _Unit(key, jobs, to_start=list(jobs))
+            self._queue_for(unit).append(key)
             self._lock.notify_all()
 
     # -- recovery ----------------------------------------------------------------------------
@@ -205,7 +208,7 @@ class Scheduler:
         with self._lock:
             record.cancel_requested = cancelling
             if record.to_start:
-                self._queue.append(unit_key)
+                self._queue_for(record).append(unit_key)
                 self._lock.notify_all()
 
     # -- cancellation ------------------------------------------------------------------------
@@ -235,8 +238,9 @@ class Scheduler:
             unit.cancel_requested = True
             never_started = list(unit.to_start)
             unit.to_start.clear()
-            if unit_key in self._queue:
-                self._queue.remove(unit_key)
+            for waiting in (self._queue, self._unlimited):
+                if unit_key in waiting:
+                    waiting.remove(unit_key)
             started = [
                 (name, unit.handles.get(name, ""))
                 for name in unit.jobs
@@ -276,9 +280,9 @@ class Scheduler:
                 self._lock.wait_for(lambda: self._stopping or self._admissible() is not None)
                 if self._stopping:
                     return
-                unit = self._admissible()
-                assert unit is not None
-                self._queue.popleft()
+                ready = self._admissible()
+                assert ready is not None
+                unit = self._units[ready.popleft()]
                 names, unit.to_start = unit.to_start, []
                 local = [name for name in names if self._uses_slot(unit.jobs[name])]
                 unit.holding.update(local)
@@ -297,15 +301,22 @@ class Scheduler:
                 unit.holding.discard(key.job_name)
                 self._running -= 1
 
-    def _admissible(self) -> _Unit | None:
-        """The head of the queue if its jobs fit in the free slots (or nothing else runs)."""
+    def _queue_for(self, unit: _Unit) -> collections.deque[UnitKey]:
+        needs_slots = any(self._uses_slot(unit.jobs[name]) for name in unit.to_start)
+        return self._queue if needs_slots else self._unlimited
+
+    def _admissible(self) -> collections.deque[UnitKey] | None:
+        """The queue whose head can start now: a unit needing no local slot at once, else the
+        head of the others if its jobs fit in the free slots (or nothing else runs)."""
         self._release_finished()
+        if self._unlimited:
+            return self._unlimited
         if not self._queue:
             return None
         unit = self._units[self._queue[0]]
         needed = sum(1 for name in unit.to_start if self._uses_slot(unit.jobs[name]))
         if needed == 0 or self._running == 0 or self._running + needed <= self._max_running:
-            return unit
+            return self._queue
         return None
 
     def _start_jobs(self, unit: _Unit, names: Sequence[str]) -> None:
