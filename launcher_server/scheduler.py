@@ -45,6 +45,8 @@ _MAX_BATCH = 5000
 _LINGER_BELOW = 200
 _LINGER_SECONDS = 0.01
 _RECORD_RETRY_SECONDS = 60.0
+# What a backend's start raises when jobs cannot start (anything else is a bug in it).
+_START_ERRORS = (BackendUnavailableError, ValueError, KeyError, OSError)
 
 # What `submit` gives back for each request: the recorded unit, or why it was refused.
 SubmitResult = tuple[pb.WorkUnit, bool] | LauncherError
@@ -341,8 +343,14 @@ class Scheduler:
                     )
             try:
                 handles = backend.start(specs)
-            except (BackendUnavailableError, ValueError, KeyError, OSError) as error:
-                _log.warning("jobs of %s failed to start: %s", unit.key, error)
+                if len(handles) != len(specs):
+                    raise RuntimeError(f"{len(handles)} handles for {len(specs)} jobs")
+            except Exception as error:
+                # Whatever a backend raises fails its jobs, never the dispatcher.
+                if isinstance(error, _START_ERRORS):
+                    _log.warning("jobs of %s failed to start: %s", unit.key, error)
+                else:
+                    _log.exception("the %s backend failed starting %s", backend.name, unit.key)
                 for spec in specs:
                     self._report(
                         JobObservation(

@@ -55,6 +55,8 @@ class FakeBackend(Backend):
         self.after_restart: dict[JobKey, int] = {}
         # While set, start() blocks until it is cleared (a slow start).
         self.hold_starts: threading.Event | None = None
+        # Raised by the next start() (a backend's client library failing its own way).
+        self.start_error: Exception | None = None
         self.running: set[JobKey] = set()
         self.cancel_during_start: set[JobKey] = set()
 
@@ -73,6 +75,9 @@ class FakeBackend(Backend):
         with self.lock:
             self.starts.append(keys)
             held = self.hold_starts
+            error, self.start_error = self.start_error, None
+        if error is not None:
+            raise error
         if held is not None:
             assert held.wait(TIMEOUT)
         for key in keys:
@@ -333,6 +338,19 @@ def test_a_job_group_is_admitted_whole(make_world: Callable[[int], World]) -> No
     big = world.add(local("a"), local("b"), local("c"))
     wait_until(lambda: len(world.local.starts) == 3, "the big group starts alone")
     assert world.local.starts[2] == [big[0], big[1], big[2]]
+
+
+def test_a_start_that_raises_fails_its_jobs_only(make_world: Callable[[int], World]) -> None:
+    world = make_world(4)
+    for error in (ValueError("binary changed"), RuntimeError("client library broke")):
+        world.remote.start_error = error
+        broken = world.add(remote(), local("peer"))
+        job = world.wait_job(broken[0], pb.JOB_STATE_FAILED)
+        assert str(error) in job.status.reason
+        world.wait_unit(broken, pb.JOB_STATE_FAILED)
+    # The dispatcher goes on.
+    after = world.add(local())
+    world.wait_job(after[0], pb.JOB_STATE_RUNNING)
 
 
 # -- a job group fails together --------------------------------------------------------------------
