@@ -11,14 +11,16 @@ Every test in `tests/backends/` takes `harness`, a `BackendHarness`, and runs on
    and removes what its jobs left behind afterwards (`harness.close()` closes the backends the
    tests built).
 2. Fill in the harness:
-   - `backend_class`, `config` (a `DaemonConfig` on a fresh state directory under /tmp, whose
-     settings point at the emulator) and `job_dirs`: the suite builds the backend with
-     `harness.build()` (a new `BackendContext` on a real `ObservationQueue` each time), and
-     builds a second instance on the same context to test re-attaching after a restart.
+   - `name`, `backend_class` and `config` (a `DaemonConfig` on a fresh state directory under
+     /tmp, whose settings point at the emulator): the suite builds the backend with
+     `harness.build()` (a new `BackendContext` on a real `ObservationQueue`, with `JobDirs` in
+     the state directory), and a second instance on the same state to test re-attaching after
+     a restart; `build(log_cap_bytes=...)` changes a setting.
    - `job(name, plan) -> pb.Job`: a job the backend accepts that behaves as the `JobPlan` says:
-     what it prints to stdout and stderr, how long it then runs, its exit code, what it does on
-     SIGTERM. A backend that runs real commands gives `plan.shell()` (POSIX sh, also busybox)
-     to `sh -c`; an emulator that only pretends to run jobs interprets the plan itself.
+     what it prints to stdout and stderr (and which environment variables), how long it then
+     runs, its exit code, what it does on SIGTERM. A backend that runs real commands gives
+     `plan.shell()` (POSIX sh, also busybox) to `sh -c`; an emulator that only pretends to run
+     jobs interprets the plan itself.
    - `invalid_jobs`: jobs it accepts whose `check` must raise InvalidArgumentError, each with
      the field the error must name (after the "jobs[N]" prefix the suite passes).
    - `unavailable`: optional, builds an instance that cannot run jobs (its service unreachable),

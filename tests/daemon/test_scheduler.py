@@ -59,6 +59,8 @@ class FakeBackend(Backend):
         self.start_error: Exception | None = None
         self.running: set[JobKey] = set()
         self.cancel_during_start: set[JobKey] = set()
+        # Cancels are recorded only: the test reports what they do, when it wants.
+        self.late_cancels = False
 
     def accepts(self, job: pb.Job) -> bool:
         return bool(job.executor.WhichOneof("kind") == self.executor)
@@ -102,6 +104,8 @@ class FakeBackend(Backend):
     def cancel(self, key: JobKey, handle: str, grace_period: datetime.timedelta) -> None:
         with self.lock:
             self.cancels.append((key, handle, grace_period))
+            if self.late_cancels:
+                return
             was_running = key in self.running
             self.running.discard(key)
             if not handle:
@@ -406,6 +410,37 @@ def test_cancel_during_start(make_world: Callable[[int], World]) -> None:
     job = world.wait_job(unit[0], pb.JOB_STATE_CANCELLED)
     assert "stop it" in job.status.reason
     assert job.backend_handle == handle(unit[0])
+
+
+def test_a_start_reported_after_the_cancel_stays_cancelling(
+    make_world: Callable[[int], World],
+) -> None:
+    """A backend that starts the job before the cancel reaches it reports RUNNING after the
+    scheduler recorded CANCELLING: the job is still being cancelled, not running again."""
+    world = make_world(4)
+    world.remote.hold_starts = held = threading.Event()
+    world.remote.late_cancels = True
+    unit = world.add(remote())
+    wait_until(lambda: len(world.remote.starts) == 1, "start under way")
+    assert world.scheduler.cancel(unit.experiment_id, unit.work_unit_id, None, "stop it")
+    held.set()
+    wait_until(world.remote.runs(unit[0]), "started")
+    world.scheduler.flush()
+    assert world.job(unit[0]).status.state == pb.JOB_STATE_CANCELLING
+    assert world.unit(unit).status.state == pb.JOB_STATE_CANCELLING
+    world.remote.report(JobObservation(unit[0], pb.JOB_STATE_CANCELLED, reason="stopped"))
+    job = world.wait_job(unit[0], pb.JOB_STATE_CANCELLED)
+    assert "stop it" in job.status.reason
+    transitions = [
+        (e.old_state, e.new_state)
+        for e in world.store.events_after(0)
+        if e.job_name == unit[0].job_name and e.subject == pb.EVENT_SUBJECT_JOB
+    ]
+    assert transitions == [
+        (pb.JOB_STATE_PENDING, pb.JOB_STATE_STARTING),
+        (pb.JOB_STATE_STARTING, pb.JOB_STATE_CANCELLING),
+        (pb.JOB_STATE_CANCELLING, pb.JOB_STATE_CANCELLED),
+    ]
 
 
 def test_cancel_after_start(make_world: Callable[[int], World]) -> None:
