@@ -243,7 +243,14 @@ class Scheduler:
                     )
                 )
                 continue
-            observation = backend.reattach(key, job.backend_handle)
+            try:
+                observation = backend.reattach(key, job.backend_handle)
+            except Exception:
+                # A broken backend must not keep the daemon from starting: the job keeps its
+                # recorded state (it may still run), and the next start asks again.
+                _log.exception("the %s backend failed re-attaching %s", backend.name, key)
+                record.handles[job.name] = job.backend_handle
+                continue
             if observation.state == pb.JOB_STATE_PENDING:
                 if cancelling:
                     self._report(

@@ -59,6 +59,8 @@ class FakeBackend(Backend):
         self.start_error: Exception | None = None
         self.running: set[JobKey] = set()
         self.cancel_during_start: set[JobKey] = set()
+        # Raised by reattach (a backend whose service is down, failing its own way).
+        self.reattach_error: Exception | None = None
         # Cancels are recorded only: the test reports what they do, when it wants.
         self.late_cancels = False
 
@@ -116,6 +118,8 @@ class FakeBackend(Backend):
     def reattach(self, key: JobKey, handle: str) -> JobObservation:
         with self.lock:
             self.reattached.append((key, handle))
+            if self.reattach_error is not None:
+                raise self.reattach_error
             state = self.after_restart.get(key, pb.JOB_STATE_PENDING)
             if state == pb.JOB_STATE_RUNNING:
                 self.running.add(key)
@@ -513,6 +517,31 @@ def test_recovery_finishes_cancelling(make_world: Callable[[int], World]) -> Non
     assert [key for key, _, _ in world.local.cancels] == [unit[0]], "cancel delivered again"
     world.wait_unit(unit, pb.JOB_STATE_CANCELLED)
     assert world.local.started() == [], "nothing of a cancelled unit starts"
+
+
+def test_recovery_survives_a_backend_that_raises(make_world: Callable[[int], World]) -> None:
+    world = make_world(4)
+    far = world.add(remote())
+    world.wait_job(far[0], pb.JOB_STATE_RUNNING)
+    near = world.add(local())
+    world.wait_job(near[0], pb.JOB_STATE_RUNNING)
+    world.scheduler.flush()
+
+    def prepare(new: World) -> None:
+        new.remote.reattach_error = RuntimeError("the cluster's API is down")
+        new.local.after_restart[near[0]] = pb.JOB_STATE_RUNNING
+
+    world.restart(prepare)
+    # The job keeps its recorded state; everything else recovers and new work runs.
+    assert world.job(far[0]).status.state == pb.JOB_STATE_RUNNING
+    assert world.remote.started() == []
+    world.local.finish(near[0])
+    world.wait_job(near[0], pb.JOB_STATE_SUCCEEDED)
+    later = world.add(local())
+    world.wait_job(later[0], pb.JOB_STATE_RUNNING)
+    # It can still be cancelled.
+    world.scheduler.cancel(far.experiment_id, far.work_unit_id, None, "")
+    assert [key for key, _, _ in world.remote.cancels] == [far[0]]
 
 
 # -- refusals at add time --------------------------------------------------------------------------
