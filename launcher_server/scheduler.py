@@ -336,8 +336,14 @@ class Scheduler:
     ) -> None:
         for name, handle in jobs:
             backend = self.backends.find(unit.jobs[name])
-            if backend is not None:
+            if backend is None:
+                continue
+            try:
                 backend.cancel(JobKey(*unit.key, name), handle, grace)
+            except Exception:
+                # The other jobs are still stopped; this one stays CANCELLING, and cancelling
+                # again delivers it again.
+                _log.exception("the %s backend failed cancelling %s", backend.name, name)
 
     # -- the dispatcher -------------------------------------------------------------------------
 

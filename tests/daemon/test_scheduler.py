@@ -59,6 +59,8 @@ class FakeBackend(Backend):
         self.start_error: Exception | None = None
         self.running: set[JobKey] = set()
         self.cancel_during_start: set[JobKey] = set()
+        # Raised by the next cancel.
+        self.cancel_error: Exception | None = None
         # Raised by reattach (a backend whose service is down, failing its own way).
         self.reattach_error: Exception | None = None
         # Cancels are recorded only: the test reports what they do, when it wants.
@@ -106,6 +108,10 @@ class FakeBackend(Backend):
     def cancel(self, key: JobKey, handle: str, grace_period: datetime.timedelta) -> None:
         with self.lock:
             self.cancels.append((key, handle, grace_period))
+            error, self.cancel_error = self.cancel_error, None
+        if error is not None:
+            raise error
+        with self.lock:
             if self.late_cancels:
                 return
             was_running = key in self.running
@@ -462,6 +468,22 @@ def test_cancel_after_start(make_world: Callable[[int], World]) -> None:
         assert "enough" in job.status.reason
     # A finished unit has nothing left to cancel.
     assert not world.scheduler.cancel(unit.experiment_id, unit.work_unit_id, None, "")
+
+
+def test_a_cancel_that_raises_still_stops_the_other_jobs(
+    make_world: Callable[[int], World],
+) -> None:
+    world = make_world(4)
+    unit = world.add(remote("far"), local("near"))
+    world.wait_job(unit[0], pb.JOB_STATE_RUNNING)
+    world.wait_job(unit[1], pb.JOB_STATE_RUNNING)
+    world.remote.cancel_error = RuntimeError("the cluster's API is down")
+    assert world.scheduler.cancel(unit.experiment_id, unit.work_unit_id, None, "stop")
+    world.wait_job(unit[1], pb.JOB_STATE_CANCELLED)
+    assert world.job(unit[0]).status.state == pb.JOB_STATE_CANCELLING
+    # Asked again, delivered again.
+    world.scheduler.cancel(unit.experiment_id, unit.work_unit_id, None, "stop")
+    world.wait_unit(unit, pb.JOB_STATE_CANCELLED)
 
 
 def test_cancel_uses_the_default_grace_period(make_world: Callable[[int], World]) -> None:
