@@ -62,6 +62,7 @@ from launcher_server.observations import ObservationQueue
 from tests.conftest import skip_or_fail
 from tests.containers import images
 from tests.support.daemon import kill_job_processes
+from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 
@@ -218,10 +219,7 @@ def launch_spec(key: JobKey, job: pb.Job, peers: Sequence[str] = ()) -> LaunchSp
     peers = tuple(peers) or (key.job_name,)
     env = {
         **job.env,
-        "XM_EXPERIMENT_ID": str(key.experiment_id),
-        "XM_WORK_UNIT_ID": str(key.work_unit_id),
-        "XM_JOB_NAME": key.job_name,
-        "XM_JOB_PEERS": ",".join(peers),
+        **contract.launcher_env(key.experiment_id, key.work_unit_id, key.job_name, list(peers)),
     }
     return LaunchSpec(
         key=key, job=job, args=tuple(job.args), env=env, peers=peers, experiment_title="contract"
