@@ -48,7 +48,7 @@ from launcher_server.backends.base import (
     LaunchSpec,
     ReportFn,
 )
-from launcher_server.backends.local import container_config, image_tarball, records
+from launcher_server.backends.local import container_config, records
 from launcher_server.backends.local.container_logs import (
     LogCopier,
     multiplexed_messages,
@@ -56,6 +56,7 @@ from launcher_server.backends.local.container_logs import (
     tty_messages,
 )
 from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.oci import image as image_tarball
 
 try:
     import docker

@@ -15,14 +15,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from xmanager import xm
+from xmanager.oci import image as oci_image
 from xmanager.xm.executables import launch_script_dir
 from xmanager.xm_local.bazel_build import build_bazel_targets, pick_executable
 from xmanager.xm_local.bazel_manifest import (
@@ -175,32 +174,6 @@ def image_tarball_digest(path: Path) -> str:
     config digest (Docker's image ID) named by manifest.json.
     """
     try:
-        with tarfile.open(path) as tar:
-            names = set(tar.getnames())
-            if "index.json" in names:
-                manifests = json.loads(_tar_member(tar, "index.json"))["manifests"]
-                # Several: one per platform, which the daemon chooses from (unchecked).
-                return str(manifests[0]["digest"]) if len(manifests) == 1 else ""
-            if "manifest.json" in names:
-                entries = json.loads(_tar_member(tar, "manifest.json"))
-                if not isinstance(entries, list) or len(entries) != 1:
-                    raise PackagingError(
-                        f"image tarball {path} holds several images (or none) in its "
-                        "manifest.json; a job's tarball must hold exactly one"
-                    )
-                config = _tar_member(tar, str(entries[0]["Config"]))
-                return "sha256:" + hashlib.sha256(config).hexdigest()
-    except (tarfile.TarError, OSError, ValueError, KeyError, TypeError) as error:
-        raise PackagingError(f"{path} is not a readable image tarball: {error}") from None
-    raise PackagingError(
-        f"{path} is not an image tarball: it has neither index.json (OCI image layout) nor "
-        "manifest.json (docker save)"
-    )
-
-
-def _tar_member(tar: tarfile.TarFile, name: str) -> bytes:
-    member = tar.extractfile(name)
-    if member is None:
-        raise PackagingError(f"{name} in image tarball {tar.name!r} is not a file")
-    with member:
-        return member.read()
+        return oci_image.read(path).digest
+    except oci_image.ImageError as error:
+        raise PackagingError(str(error)) from None
