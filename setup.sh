@@ -189,6 +189,23 @@ ensure_test_services() {
   info "podman: $(command -v podman)"
 }
 
+# The default base image of xm.python_container outside Bazel: //xm_rules/debian:python_base,
+# built by Bazel (reproducibly, from the locked .deb packages) and copied to the client's cache.
+ensure_python_base() {
+  step "Python base image for xm.python_container"
+  local cache="${XM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xmanager}" built
+  mkdir -p "$cache"
+  (cd "$ROOT" && bazel build --color=no --curses=no --noshow_progress //xm_rules/debian:python_base) ||
+    die "bazel build //xm_rules/debian:python_base failed"
+  built="$(cd "$ROOT" && bazel info bazel-bin)/xm_rules/debian/python_base.tar"
+  if ! cmp -s "$built" "$cache/python_base.tar"; then
+    cp "$built" "$cache/.python_base.tar.tmp"
+    chmod 644 "$cache/.python_base.tar.tmp"
+    mv "$cache/.python_base.tar.tmp" "$cache/python_base.tar"
+  fi
+  info "$cache/python_base.tar"
+}
+
 ensure_docker() {
   step "Docker Engine"
   if ! command -v dockerd >/dev/null; then
@@ -275,12 +292,14 @@ main() {
     run)
       ensure_python
       ensure_bazel
+      ensure_python_base
       ensure_docker
       run_main "$@"
       ;;
     test)
       ensure_python
       ensure_bazel
+      ensure_python_base
       ensure_test_services
       ensure_docker
       run_tests "$@"
@@ -288,6 +307,7 @@ main() {
     setup)
       ensure_python
       ensure_bazel
+      ensure_python_base
       ensure_docker
       ;;
     lock)

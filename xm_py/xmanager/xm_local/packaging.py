@@ -7,6 +7,8 @@
   no nested Bazel runs. Otherwise all labels of one `package()` call are built by a single
   `bazel build`, and their outputs are read from the Build Event Protocol (no guessing of
   bazel-bin paths).
+- `xm.PythonContainer`: an image assembled in-process from the base image, a dependency layer
+  and a source layer, no Docker needed (see `python_image`).
 - `xm.Container`: an image tarball (made absolute, checked, and its image digest read so that the
   daemon refuses a tarball changed since packaging) or a reference to an image already in the
   daemon's container engine (checked by the daemon: images are never pulled).
@@ -23,6 +25,7 @@ from pathlib import Path
 from xmanager import xm
 from xmanager.oci import image as oci_image
 from xmanager.xm.executables import launch_script_dir
+from xmanager.xm_local import python_image
 from xmanager.xm_local.bazel_build import build_bazel_targets, pick_executable
 from xmanager.xm_local.bazel_manifest import (
     MANIFEST_ENV,
@@ -116,6 +119,15 @@ def _package_one(
             name=spec.name,
             image_path=str(tarballs[0]),
             digest=image_tarball_digest(tarballs[0]),
+            args=packageable.args,
+            env_vars=dict(packageable.env_vars),
+        )
+    if isinstance(spec, xm.PythonContainer):
+        image = python_image.build(spec)
+        return xm.ImageArtifact(
+            name=spec.name,
+            image_path=str(image.path),
+            digest=image.digest,
             args=packageable.args,
             env_vars=dict(packageable.env_vars),
         )
