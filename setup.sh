@@ -173,6 +173,11 @@ ensure_test_services() {
     apt_install docker-registry
   fi
   info "OCI registry: $(command -v docker-registry)"
+  # htpasswd (bcrypt) for the registry tests' basic-auth configuration.
+  if ! command -v htpasswd >/dev/null; then
+    apt_install apache2-utils
+  fi
+  info "htpasswd: $(command -v htpasswd)"
   # The container tests build their tiny images from it (no registry to pull from).
   if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
     apt_install busybox-static

@@ -25,7 +25,7 @@ from pathlib import Path
 from xmanager import xm
 from xmanager.oci import image as oci_image
 from xmanager.xm.executables import launch_script_dir
-from xmanager.xm_local import python_image
+from xmanager.xm_local import image_push, python_image
 from xmanager.xm_local.bazel_build import build_bazel_targets, pick_executable
 from xmanager.xm_local.bazel_manifest import (
     MANIFEST_ENV,
@@ -76,7 +76,14 @@ def package(packageables: Sequence[xm.Packageable]) -> list[xm.Executable]:
     elif bazel_specs:
         bazel_args = sorted({arg for spec in bazel_specs for arg in spec.bazel_args})
         built = build_bazel_targets([spec.label for spec in bazel_specs], bazel_args)
-    return [_package_one(p, built, manifest) for p in packageables]
+    return [_pushed(_package_one(p, built, manifest), p) for p in packageables]
+
+
+def _pushed(executable: xm.Executable, packageable: xm.Packageable) -> xm.Executable:
+    """Images for Vertex AI and Kubernetes go to a registry (see `image_push`)."""
+    if isinstance(executable, xm.ImageArtifact):
+        return image_push.push_artifact(executable, packageable.executor_spec)
+    return executable
 
 
 def _package_one(
