@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ def base_tarball() -> Path:
 
 
 @pytest.fixture
-def tls_env(tls_registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+def tls_env(tls_registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:
     assert tls_registry.certs_dir is not None
     monkeypatch.setenv("XM_REGISTRY_CERTS_DIR", str(tls_registry.certs_dir))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tls_registry.auth_file))
@@ -124,16 +123,16 @@ def test_references_parse_like_docker() -> None:
 def test_vertex_spec_pushes_at_packaging_and_names_the_image_by_digest(
     plain_registry: Registry, base_tarball: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xmanager import xm, xm_local  # noqa: PLC0415
-    from xmanager.xm_local import packaging  # noqa: PLC0415
+    from xmanager import xm, xm_local
+    from xmanager.xm_local import packaging
 
     monkeypatch.setenv("DOCKER_CONFIG", "/nonexistent")
     tag = f"{plain_registry.host}/xm/vertex:v1"
     (vertex,) = packaging.package(
-        [xm.container(xm_local.Vertex.Spec(push_image_tag=tag), str(base_tarball))]
+        [xm.container(xm_local.VertexSpec(push_image_tag=tag), str(base_tarball))]
     )
     (kubernetes,) = packaging.package(
-        [xm.container(xm_local.Kubernetes.Spec(push_image_tag=tag), str(base_tarball))]
+        [xm.container(xm_local.KubernetesSpec(push_image_tag=tag), str(base_tarball))]
     )
     digest = oci_image.read(base_tarball).manifest_digest
     for artifact in (vertex, kubernetes):
