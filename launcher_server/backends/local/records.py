@@ -7,8 +7,7 @@ A job directory holds:
     exit.json      {exit_code, signal, end_time, cancelled, reason, start_time}
                    written by the supervisor once the job ended (or could not start)
     cancel.json    {grace_seconds, ...}  written by the daemon to ask for a stop
-    truncated      present when a log reached its size cap
-    stdout.log, stderr.log, output.log (both, interleaved as written)
+    stdout.log, stderr.log, output.log, truncated: the job's logs (see launcher_server.job_dirs)
     workdir/       the job's working directory
 
 exit.json and cancel.json are written atomically (a temporary file renamed over the final
@@ -29,15 +28,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from launcher_server.backends.base import JobKey, JobObservation
+from launcher_server.jobs import JobKey, JobObservation
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 STARTED = "started.json"
 EXITED = "exit.json"
 CANCEL = "cancel.json"
-TRUNCATED = "truncated"
 WORKDIR = "workdir"
-LOGS = {"output": "output.log", "stdout": "stdout.log", "stderr": "stderr.log"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher_server.backends.local import records
-from launcher_server.backends.local.logfiles import JobLogs
+from launcher_server.job_dirs import JobLogs
 
 _READ_SIZE = 1 << 16
 _HEADER = struct.Struct(">I")

@@ -20,18 +20,20 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from launcher_server.backends.base import (
+    AVAILABLE,
+    Availability,
     Backend,
+    BackendContext,
     BackendUnavailableError,
-    JobKey,
-    JobObservation,
-    LaunchSpec,
-    ReportFn,
 )
 from launcher_server.backends.local import records, supervisor
+from launcher_server.errors import InvalidArgumentError
+from launcher_server.jobs import JobKey, JobObservation, LaunchSpec
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -50,18 +52,12 @@ class _Followed:
 class LocalProcessBackend(Backend):
     name = "local"
     reports_starting = False  # a process runs as soon as its supervisor gets it
+    uses_local_slots = True
 
-    def __init__(
-        self,
-        jobs_root: Path,
-        report: ReportFn,
-        *,
-        run_dir: Path,
-        log_cap_bytes: int = 64 * 1024 * 1024,
-    ) -> None:
-        self._jobs_root = jobs_root
-        self._report = report
-        self._log_cap = log_cap_bytes
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        run_dir = context.config.state_dir.run
+        self._log_cap = context.config.log_cap_bytes
         self._run_dir = run_dir
         self._notify_path = supervisor.notify_path(run_dir)
         self._lock = threading.Lock()
@@ -83,14 +79,36 @@ class LocalProcessBackend(Backend):
         for thread in self._threads:
             thread.start()
 
-    def availability(self) -> tuple[bool, str]:
-        return True, ""
+    def accepts(self, job: pb.Job) -> bool:
+        return bool(
+            job.executor.WhichOneof("kind") == "local"
+            and job.artifact.WhichOneof("kind") == "local_binary"
+        )
+
+    def check(self, job: pb.Job, field: str) -> None:
+        path = job.artifact.local_binary.path
+        field = f"{field}.artifact.local_binary.path"
+        if not os.path.isabs(path):
+            raise InvalidArgumentError(
+                field, f"{path!r} is not absolute (the client resolves paths before submitting)"
+            )
+        if not os.path.isfile(path):
+            raise InvalidArgumentError(
+                field, f"{path} does not exist or is not a file; build it or fix the path"
+            )
+        if not os.access(path, os.X_OK):
+            raise InvalidArgumentError(field, f"{path} is not executable; chmod +x it")
+
+    def availability(self) -> Availability:
+        return AVAILABLE
 
     # -- starting ----------------------------------------------------------------------------
 
-    def start(self, spec: LaunchSpec) -> str:
-        if spec.artifact.WhichOneof("kind") != "local_binary":
-            raise ValueError("the local process backend runs binaries only")
+    def start(self, specs: Sequence[LaunchSpec]) -> list[str]:
+        return [self._start(spec) for spec in specs]
+
+    def _start(self, spec: LaunchSpec) -> str:
+        job_dir = self.context.job_dirs.path(spec.key)
         binary = spec.artifact.local_binary
         path = binary.path
         if not os.path.isfile(path) or not os.access(path, os.X_OK):
@@ -103,14 +121,14 @@ class LocalProcessBackend(Backend):
             key=[spec.key.experiment_id, spec.key.work_unit_id, spec.key.job_name],
             argv=[path, *spec.args],
             env=env,
-            job_dir=str(spec.job_dir),
+            job_dir=str(job_dir),
             log_cap=self._log_cap,
         )
         body = json.dumps(dataclasses.asdict(request)).encode()
         with self._lock:
-            self._followed[spec.key] = _Followed(spec.job_dir)
+            self._followed[spec.key] = _Followed(job_dir)
             self._send(struct.pack(">I", len(body)) + body)
-        return str(spec.job_dir)
+        return str(job_dir)
 
     def _sha256(self, path: str) -> str:
         """The file's digest, cached by identity and modification time."""
@@ -184,7 +202,7 @@ class LocalProcessBackend(Backend):
             if entry is None or entry.started_reported:
                 return
             entry.started_reported = True
-        self._report(
+        self.report(
             JobObservation(
                 key,
                 pb.JOB_STATE_RUNNING,
@@ -197,7 +215,7 @@ class LocalProcessBackend(Backend):
         with self._lock:
             if self._followed.pop(key, None) is None:
                 return  # reported already (by the poll)
-        self._report(records.final_observation(key, exited))
+        self.report(records.final_observation(key, exited))
 
     def _poll(self) -> None:
         while not self._closed.wait(_POLL_SECONDS):
@@ -226,12 +244,12 @@ class LocalProcessBackend(Backend):
             with self._lock:
                 if self._followed.pop(key, None) is None:
                     return
-            self._report(records.final_observation(key, exited) if exited else lost(key, started))
+            self.report(records.final_observation(key, exited) if exited else lost(key, started))
 
     # -- cancelling and re-attaching -------------------------------------------------------------
 
     def cancel(self, key: JobKey, handle: str, grace_period: datetime.timedelta) -> None:
-        job_dir = Path(handle) if handle else self._jobs_root
+        job_dir = Path(handle) if handle else self.context.job_dirs.path(key)
         if records.read_exited(job_dir) is not None:
             return
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -254,8 +272,8 @@ class LocalProcessBackend(Backend):
             # No supervisor left to do it (it should not happen): stop the group directly.
             records.kill_orphaned_job(started)
 
-    def reattach(self, key: JobKey, handle: str, job_dir: Path) -> JobObservation:
-        job_dir = Path(handle) if handle else job_dir
+    def reattach(self, key: JobKey, handle: str) -> JobObservation:
+        job_dir = Path(handle) if handle else self.context.job_dirs.path(key)
         exited = records.read_exited(job_dir)
         started = records.read_started(job_dir)
         if exited is not None:
@@ -272,6 +290,9 @@ class LocalProcessBackend(Backend):
             )
         if started is not None:
             return lost(key, started)
+        if not handle:
+            # Never handed to a supervisor (the daemon stopped before starting it).
+            return JobObservation(key, pb.JOB_STATE_PENDING, native_state="never started")
         # Handed to a supervisor that had not started it when the daemon stopped. If that
         # supervisor still starts it, the cancel recorded here stops it at once.
         job_dir.mkdir(parents=True, exist_ok=True)
