@@ -9,6 +9,8 @@
   bazel-bin paths).
 - `xm.PythonContainer`: an image assembled in-process from the base image, a dependency layer
   and a source layer, no Docker needed (see `python_image`).
+- `xm.Dockerfile`: built by Docker Engine (or podman), exported as an image tarball (see
+  `dockerfile_image`).
 - `xm.Container`: an image tarball (made absolute, checked, and its image digest read so that the
   daemon refuses a tarball changed since packaging) or a reference to an image already in the
   daemon's container engine (checked by the daemon: images are never pulled).
@@ -25,7 +27,7 @@ from pathlib import Path
 from xmanager import xm
 from xmanager.oci import image as oci_image
 from xmanager.xm.executables import launch_script_dir
-from xmanager.xm_local import image_push, python_image
+from xmanager.xm_local import dockerfile_image, image_push, python_image
 from xmanager.xm_local.bazel_build import build_bazel_targets, pick_executable
 from xmanager.xm_local.bazel_manifest import (
     MANIFEST_ENV,
@@ -135,6 +137,15 @@ def _package_one(
             name=spec.name,
             image_path=str(image.path),
             digest=image.digest,
+            args=packageable.args,
+            env_vars=dict(packageable.env_vars),
+        )
+    if isinstance(spec, xm.Dockerfile):
+        dockerfile_built = dockerfile_image.build(spec)
+        return xm.ImageArtifact(
+            name=spec.name,
+            image_path=str(dockerfile_built.path),
+            digest=dockerfile_built.digest,
             args=packageable.args,
             env_vars=dict(packageable.env_vars),
         )
