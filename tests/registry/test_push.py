@@ -13,8 +13,11 @@ import requests
 
 from tests.images import bazel
 from tests.registry.conftest import PASSWORD, USER, Registry
+from xmanager import xm
 from xmanager.oci import image as oci_image
 from xmanager.oci import registry
+from xmanager.xm_local import python_image
+from xmanager.xm_local.errors import PackagingError
 
 BASE_LABEL = "//xm_rules/debian:python_base"
 
@@ -145,3 +148,33 @@ def test_vertex_spec_pushes_at_packaging_and_names_the_image_by_digest(
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent.json")
     with pytest.raises(packaging.PackagingError, match="no push_image_tag"):
         packaging.package([xm.container(xm_local.Vertex.Spec(), str(base_tarball))])
+
+
+def test_python_container_base_pulled_from_a_registry(
+    plain_registry: Registry, base_tarball: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", "/nonexistent")
+    monkeypatch.setenv("XM_CACHE_DIR", str(tmp_path / "cache"))
+    pushed = registry.push(base_tarball, f"{plain_registry.host}/xm/pullable:v1")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "main.py").write_text("print('hi')\n")
+    spec = xm.PythonContainer(
+        entrypoint=xm.ModuleName("main"), path=str(project), base_image=pushed.reference
+    )
+    said: list[str] = []
+    built = python_image.build(spec, said.append)
+    assert any(line.startswith("pulling") for line in said)
+    base_layers = oci_image.read(base_tarball).layer_descriptors()
+    assert oci_image.read(built.path).layer_descriptors()[: len(base_layers)] == base_layers
+    said.clear()
+    assert python_image.build(spec, said.append).digest == built.digest
+    assert not any(line.startswith("pulling") for line in said)  # cached by digest
+
+    unreachable = xm.PythonContainer(
+        entrypoint=xm.ModuleName("main"), path=str(project), base_image="127.0.0.1:9/xm/base:v1"
+    )
+    with pytest.raises(
+        PackagingError, match=r"base_image '127\.0\.0\.1:9/xm/base:v1'.*unreachable"
+    ):
+        python_image.build(unreachable, said.append)

@@ -95,6 +95,12 @@ def build(spec: xm.PythonContainer, say: Say | None = None) -> Built:
         raise PackagingError(
             f"xm.python_container(path={spec.path!r}): {project} is not a directory"
         )
+    if spec.docker_instructions:
+        # No Dockerfile is involved: say so rather than silently build something else.
+        say(
+            "docker_instructions are ignored (the image is assembled without docker build); "
+            "use xm.Dockerfile for custom build steps"
+        )
     base = resolve_base(spec.base_image, say)
     base_config = json.loads(base.config())
     target = wheels.Target(_python_version(base_config))
