@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from xmanager.oci import registry
+from xmanager.oci.progress import PushProgress
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for tag in tags:
             reference = f"{repository}:{tag}" if tag else repository
-            result = registry.push(args.image, reference)
+            progress = PushProgress()
+            try:
+                result = registry.push(args.image, reference, progress=progress)
+            finally:
+                progress.close()
             print(
                 f"pushed {reference}: {result.reference} ({len(result.uploaded)} blobs uploaded, "
                 f"{len(result.mounted)} mounted, {len(result.present)} already there)"

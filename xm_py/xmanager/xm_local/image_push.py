@@ -14,14 +14,11 @@ import dataclasses
 import datetime
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from xmanager import xm
+from xmanager.oci.progress import PushProgress
 from xmanager.xm_local import executors
 from xmanager.xm_local.errors import PackagingError
-
-if TYPE_CHECKING:
-    from rich.progress import TaskID
 
 
 def wants_push(executor_spec: xm.ExecutorSpec) -> bool:
@@ -56,7 +53,7 @@ def push_artifact(artifact: xm.ImageArtifact, executor_spec: xm.ExecutorSpec) ->
     tag = getattr(executor_spec, "push_image_tag", None) or default_tag(artifact.name)
     from xmanager.oci import registry  # noqa: PLC0415  # requests, only when pushing
 
-    progress = _progress()
+    progress = PushProgress()
     try:
         result = registry.push(Path(artifact.image_path), tag, progress=progress)
     except registry.RegistryError as error:
@@ -66,41 +63,3 @@ def push_artifact(artifact: xm.ImageArtifact, executor_spec: xm.ExecutorSpec) ->
     return dataclasses.replace(
         artifact, image_path=None, image_ref=result.reference, digest=result.digest
     )
-
-
-class _progress:  # noqa: N801  # used like a function
-    """A rich progress bar of bytes uploaded, on a terminal; nothing otherwise."""
-
-    def __init__(self) -> None:
-        from rich.console import Console  # noqa: PLC0415
-        from rich.progress import (  # noqa: PLC0415
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TransferSpeedColumn,
-        )
-
-        console = Console(stderr=True)
-        self.bar: Progress | None = None
-        self.task: TaskID | None = None
-        if console.is_terminal:
-            self.bar = Progress(
-                TextColumn("push {task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=console,
-            )
-            self.bar.start()
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if self.bar is None:
-            return
-        if self.task is None:
-            self.task = self.bar.add_task(what, total=total or 1)
-        self.bar.update(self.task, completed=done if total else 1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
