@@ -67,7 +67,7 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 
 # Fixture names of the harnesses every contract test runs with, one per backend.
-HARNESSES = ("processes_harness", "containers_harness")
+HARNESSES = ("processes_harness", "containers_harness", "kubernetes_harness")
 # Contract parts a harness may declare `unsupported` (with the reason).
 FEATURES = frozenset({"cancel_grace", "reattach", "logs_follow", "log_cap"})
 
@@ -371,3 +371,10 @@ def containers_harness(state_dir: Path, sh_image: Path) -> Iterator[BackendHarne
         with contextlib.suppress(Exception):
             network.remove()
     client.close()
+
+
+# The Kubernetes harness lives in its own module (emulator, node agent, registry).
+from tests.backends.kubernetes_harness import (  # noqa: E402
+    kubernetes_harness,  # noqa: F401
+    kubernetes_sh_image,  # noqa: F401
+)

@@ -30,6 +30,7 @@ from launcher_server.backends.base import (
 from launcher_server.backends.kubernetes import checks, client, manifests, names, states
 from launcher_server.backends.kubernetes.logs import LogCollector
 from launcher_server.backends.kubernetes.watcher import Watch
+from launcher_server.errors import InvalidArgumentError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec
 from launcher_server.logs import LogSource
 from xmanager.launcher.v1 import launcher_pb2 as pb
@@ -304,6 +305,11 @@ class KubernetesBackend(Backend):
     # -- starting ---------------------------------------------------------------------------
 
     def start(self, specs: Sequence[LaunchSpec]) -> list[str]:
+        for spec in specs:
+            try:
+                checks.check_job(spec.job)
+            except InvalidArgumentError as error:
+                raise ValueError(str(error)) from None
         first = specs[0]
         executor = first.job.executor.kubernetes
         context = executor.context or self._default_context
@@ -374,6 +380,11 @@ class KubernetesBackend(Backend):
         for request in requests:
             key = JobKey(unit.experiment_id, unit.work_unit_id, request.name)
             if key in self._cancelled:
+                self._report_once(
+                    JobObservation(
+                        key, pb.JOB_STATE_CANCELLED, "Not created", "cancelled before it started"
+                    )
+                )
                 continue
             try:
                 self._create(
@@ -476,11 +487,21 @@ class KubernetesBackend(Backend):
 
     # -- cancelling -------------------------------------------------------------------------
 
+    def _is_final(self, key: JobKey) -> bool:
+        with self._lock:
+            reported = self._reported.get(key)
+        return reported is not None and reported[0] in _FINAL
+
     def cancel(self, key: JobKey, handle: str, grace_period: datetime.timedelta) -> None:
+        if self._is_final(key):
+            return  # finished: its objects stay, with its logs and status
         with self._lock:
             self._cancelled.add(key)
         if not handle:
-            return  # the creation worker skips cancelled jobs
+            # The start is under way: its worker skips the job if not created yet, else the
+            # job is found by its labels and deleted.
+            self._workers.submit(self._cancel_unrecorded, key, grace_period)
+            return
         where = Handle.parse(handle)
         try:
             cluster = self._cluster(where.context)
@@ -489,6 +510,20 @@ class KubernetesBackend(Backend):
             return
         grace = max(0, round(grace_period.total_seconds()))
         self._workers.submit(self._delete_job, cluster, key, where, grace)
+
+    def _cancel_unrecorded(self, key: JobKey, grace_period: datetime.timedelta) -> None:
+        try:
+            cluster = self._cluster("")
+        except BackendUnavailableError:
+            return
+        for _ in range(20):
+            found = self._find(cluster, key)
+            if found is not None:
+                grace = max(0, round(grace_period.total_seconds()))
+                self._delete_job(cluster, key, found, grace)
+                return
+            if self._is_final(key) or self.stopping.wait(0.5):
+                return
 
     def _delete_job(self, cluster: _Cluster, key: JobKey, where: Handle, grace: int) -> None:
         try:
@@ -592,10 +627,14 @@ class KubernetesBackend(Backend):
                 cluster = self._cluster(where.context)
             except BackendUnavailableError:
                 return
-            cluster.watch(where.namespace)
+            for watch in cluster.watch(where.namespace):
+                watch.synced.wait(5.0)
             job, pods = cluster.snapshot(where.namespace, where.name)
             replicas = int(((job or {}).get("spec") or {}).get("parallelism") or 1)
-            self._logs.capture(key, cluster.core, pods, replicas, follow=True)
+            final = self._is_final(key)
+            self._logs.capture(key, cluster.core, pods, replicas, follow=not final)
+            if final:
+                self._logs.wait(key, 10.0)
 
         return self._logs.source(key, follow)
 

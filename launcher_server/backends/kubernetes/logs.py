@@ -20,6 +20,8 @@ from launcher_server.logs import JobDirLogSource, LogRead, LogSource
 
 _log = logging.getLogger(__name__)
 Obj = Mapping[str, Any]
+# The job directory's log files and the pod log API's `stream` option for each.
+_STREAMS = {"output": "All", "stdout": "Stdout", "stderr": "Stderr"}
 
 
 class _Output:
@@ -50,16 +52,16 @@ class LogCollector:
         self._job_dirs = job_dirs
         self._cap = cap
         self._lock = threading.Lock()
-        self._outputs: dict[JobKey, _Output] = {}
+        self._outputs: dict[tuple[JobKey, str], _Output] = {}
         self._started: set[str] = set()  # pod uids being (or already) captured
         self._fetches: dict[JobKey, list[threading.Thread]] = {}  # one-off copies under way
 
-    def _output(self, key: JobKey) -> _Output:
+    def _output(self, key: JobKey, stream: str) -> _Output:
         with self._lock:
-            output = self._outputs.get(key)
+            output = self._outputs.get((key, stream))
             if output is None:
-                path = self._job_dirs.path(key) / LOGS["output"]
-                output = self._outputs[key] = _Output(path, self._cap)
+                path = self._job_dirs.path(key) / LOGS[stream]
+                output = self._outputs[(key, stream)] = _Output(path, self._cap)
             return output
 
     def _claim(self, pod: Obj) -> bool:
@@ -82,16 +84,18 @@ class LogCollector:
             if waiting or not self._claim(pod):
                 continue
             prefix = f"[{states.replica(pod)}] ".encode() if replicas > 1 else b""
-            thread = threading.Thread(
-                target=self._copy,
-                args=(key, core, pod, prefix, follow),
-                name=f"logs-{key}",
-                daemon=True,
-            )
-            if not follow:
-                with self._lock:
-                    self._fetches.setdefault(key, []).append(thread)
-            thread.start()
+            # Interleaved output, and each stream alone (the API's `stream` log option).
+            for stream in _STREAMS:
+                thread = threading.Thread(
+                    target=self._copy,
+                    args=(key, core, pod, prefix, follow, stream),
+                    name=f"logs-{key}-{stream}",
+                    daemon=True,
+                )
+                if not follow:
+                    with self._lock:
+                        self._fetches.setdefault(key, []).append(thread)
+                thread.start()
 
     def wait(self, key: JobKey, timeout: float) -> None:
         """Waits for the one-off copies of a finished job's logs, so a read sees them."""
@@ -101,15 +105,18 @@ class LogCollector:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _copy(self, key: JobKey, core: Any, pod: Obj, prefix: bytes, follow: bool) -> None:
+    def _copy(  # noqa: PLR0917  # a thread's target
+        self, key: JobKey, core: Any, pod: Obj, prefix: bytes, follow: bool, stream: str
+    ) -> None:
         meta = pod["metadata"]
-        output = self._output(key)
+        output = self._output(key, stream)
         try:
             response = core.read_namespaced_pod_log(
                 meta["name"],
                 meta["namespace"],
                 container=names.CONTAINER_NAME,
                 follow=follow,
+                stream=_STREAMS[stream],
                 _preload_content=False,
                 _request_timeout=(10, None) if follow else (10, 60),
             )
@@ -147,8 +154,7 @@ class _Source(LogSource):
 
     def read(self, stream: str, offset: int, max_bytes: int) -> LogRead:
         self._on_read()
-        # The pod log API interleaves stdout and stderr: every stream is the combined output.
-        return self._files.read("output", offset, max_bytes)
+        return self._files.read(stream, offset, max_bytes)
 
 
 def output_size(job_dirs: JobDirs, key: JobKey) -> int:

@@ -339,7 +339,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start'
             )
-        params = {k: v for k, v in query.items() if k in ("follow", "tailLines", "limitBytes")}
+        params = {
+            k: v for k, v in query.items() if k in ("follow", "tailLines", "limitBytes", "stream")
+        }
         url = (
             f"{self.api.kubelet_url(node)}/containerLogs/{namespace}/{name}/{container}"
             f"?{urllib.parse.urlencode(params)}"

@@ -467,7 +467,14 @@ class _Kubelet(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
-            output = container.logs(stream=True, follow=follow, tail=tail)
+            which = query.get("stream", "All")
+            output = container.logs(
+                stream=True,
+                follow=follow,
+                tail=tail,
+                stdout=which in ("All", "Stdout"),
+                stderr=which in ("All", "Stderr"),
+            )
             for data in output:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
