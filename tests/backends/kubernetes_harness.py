@@ -105,15 +105,6 @@ def kubernetes_harness(state_dir: Path, kubernetes_sh_image: str) -> Iterator[ob
         ],
         unavailable=unavailable,
         start_timeout=120.0,
-        # Known gap, not a platform limit: reading a *running* job's log through the backend
-        # (the follow copy started by the first read) stays empty in this harness, and these
-        # contract tests wait on it. Logs of finished jobs, cancels and re-attaching work
-        # (tests/kubernetes end to end); to be fixed, then these entries removed.
-        unsupported={
-            "logs_follow": "a running job's log is not copied yet when first read (known gap)",
-            "cancel_grace": "waits on a running job's log, not copied yet (known gap)",
-            "reattach": "waits on a running job's log, not copied yet (known gap)",
-        },
     )
     yield harness
     harness.close()

@@ -5,6 +5,7 @@ fetched once, while the API server still has them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -55,6 +56,7 @@ class LogCollector:
         self._outputs: dict[tuple[JobKey, str], _Output] = {}
         self._started: set[str] = set()  # pod uids being (or already) captured
         self._fetches: dict[JobKey, list[threading.Thread]] = {}  # one-off copies under way
+        self._fresh: set[JobKey] = set()  # jobs whose files this daemon has started over
 
     def _output(self, key: JobKey, stream: str) -> _Output:
         with self._lock:
@@ -76,6 +78,7 @@ class LogCollector:
         self, key: JobKey, core: Any, pods: Sequence[Obj], replicas: int, *, follow: bool
     ) -> None:
         """Starts copying each pod's log not yet captured (following it, or all at once)."""
+        self._fresh_start(key, pods)
         for pod in pods:
             status = pod.get("status") or {}
             waiting = not status.get("containerStatuses") or all(
@@ -92,10 +95,25 @@ class LogCollector:
                     name=f"logs-{key}-{stream}",
                     daemon=True,
                 )
-                if not follow:
-                    with self._lock:
+                # Registered and started under the lock: a reader waiting for the copies never
+                # sees one registered but not started.
+                with self._lock:
+                    if not follow:
                         self._fetches.setdefault(key, []).append(thread)
-                thread.start()
+                    thread.start()
+
+    def _fresh_start(self, key: JobKey, pods: Sequence[Obj]) -> None:
+        """The first copy of a job's logs in this daemon starts the files over from the pods'
+        complete logs: a copy cut by a restart would otherwise repeat its first part. Without
+        pods to copy from, what was copied before stays."""
+        with self._lock:
+            if key in self._fresh or not pods:
+                return
+            self._fresh.add(key)
+        directory = self._job_dirs.path(key)
+        for name in [*LOGS.values(), TRUNCATED]:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
 
     def wait(self, key: JobKey, timeout: float) -> None:
         """Waits for the one-off copies of a finished job's logs, so a read sees them."""
@@ -118,7 +136,8 @@ class LogCollector:
                 follow=follow,
                 stream=_STREAMS[stream],
                 _preload_content=False,
-                _request_timeout=(10, None) if follow else (10, 60),
+                # Per read: only a day of silence ends a follow.
+                _request_timeout=(10, 86400) if follow else (10, 60),
             )
             pending = b""
             for chunk in response.stream(64 * 1024, decode_content=True):
