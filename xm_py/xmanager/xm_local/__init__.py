@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from xmanager.xm_local.executors import (
     Caip,
+    CaipSpec,
     DockerOptions,
     Kubernetes,
     KubernetesSpec,
@@ -57,6 +58,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Caip",
+    "CaipSpec",
     "DockerOptions",
     "Kubernetes",
     "KubernetesSpec",
