@@ -40,7 +40,7 @@ def test_executor_as_xmanager_writes_it() -> None:
     assert executor.tensorboard.base_output_directory is None
     assert xm_local.Caip is xm_local.Vertex
     assert xm_local.CaipSpec is xm_local.VertexSpec
-    assert xm_local.Vertex.Spec(push_image_tag="r/i:t").push_image_tag == "r/i:t"  # type: ignore[call-arg]
+    assert xm_local.Vertex.Spec(push_image_tag="r/i:t").push_image_tag == "r/i:t"  # type: ignore[call-arg,attr-defined]
 
 
 def test_settings_from_environment_then_gcloud(
