@@ -1,13 +1,13 @@
-"""Validation of requests, before anything is written.
+"""Generic validation of requests, before anything is written.
 
 Each check raises InvalidArgumentError naming the field path (as a client would write it, e.g.
-`jobs[1].env["1BAD"]`) and saying what is allowed. Checks that need the file system (binaries)
-live here too: a job whose binary is missing is rejected at AddWorkUnit, not discovered later.
+`jobs[1].env["1BAD"]`) and saying what is allowed. What only a backend can judge (does the
+binary exist on this machine, is this port or machine type valid) is checked by the job's
+backend (`Backend.check`), also before anything is written.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 
@@ -188,21 +188,6 @@ def _validate_artifact(artifact: pb.Artifact, field: str) -> None:
         binary = artifact.local_binary
         path = binary.path
         _require(bool(path), f"{field}.local_binary.path", "is empty")
-        _require(
-            os.path.isabs(path),
-            f"{field}.local_binary.path",
-            f"{path!r} is not absolute (the client resolves paths before submitting)",
-        )
-        _require(
-            os.path.isfile(path),
-            f"{field}.local_binary.path",
-            f"{path} does not exist or is not a file; build it or fix the path",
-        )
-        _require(
-            os.access(path, os.X_OK),
-            f"{field}.local_binary.path",
-            f"{path} is not executable; chmod +x it",
-        )
         if binary.sha256:
             _require(
                 SHA256_HEX.fullmatch(binary.sha256) is not None,
@@ -216,12 +201,6 @@ def _validate_artifact(artifact: pb.Artifact, field: str) -> None:
             f"{field}.oci_image",
             "sets neither tarball_path nor reference",
         )
-        if image.WhichOneof("source") == "tarball_path":
-            _require(
-                os.path.isfile(image.tarball_path),
-                f"{field}.oci_image.tarball_path",
-                f"{image.tarball_path} does not exist; build the image first",
-            )
         if image.digest:
             _require(
                 DIGEST.fullmatch(image.digest) is not None,

@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from launcher_server import aggregation
-from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
+from launcher_server.jobs import JobKey, JobObservation
 from launcher_server.store import adding, conversions, migrate, observing, reading
 from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
@@ -49,7 +49,7 @@ class Store:
         # every database it makes commit order equal event order, so watchers never miss one.
         self._write_lock = threading.Lock()
         self._publish: Callable[[Sequence[WatchUpdate]], None] = lambda updates: None
-        self._log_location: adding.LogLocator = lambda experiment_id, work_unit_id, name: ""
+        self._log_location: adding.LogLocator = lambda key, job: ""
         self._units = reading.UnitCache()
         with self._read() as session:
             self._last_sequence = int(session.scalar(select(func.max(EventRow.sequence))) or 0)
