@@ -86,3 +86,15 @@ def docker_vertex(docker_engine: Any) -> Iterator[FakeVertex]:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def shell_image(oci_registry: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An image whose entrypoint is /bin/sh (job args follow it), by digest."""
+    return registry.push_image(
+        oci_registry,
+        "xm-vertex-test/shell",
+        tmp_path_factory.mktemp("image"),
+        entrypoint=["/bin/sh"],
+        cmd=None,
+    )
