@@ -14,6 +14,8 @@ import pytest
 
 from tests.fakes.vertex import FakeVertex
 from tests.support.daemon import TRICKY_VALUES, DaemonHandle, kill_job_processes
+from xmanager.client import daemon_process
+from xmanager.client.connection import Launcher
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 pytestmark = pytest.mark.docker
@@ -48,9 +50,18 @@ def state_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class VertexDaemon(DaemonHandle):
+    """A daemon given more time to start: the machine running the tests may be busy."""
+
+    def start(self) -> Launcher:
+        self.pid = daemon_process.start_detached(self.state, self.flags, timeout=120)
+        self.launcher = Launcher(self.state, autostart=False, retry_seconds=60)
+        return self.launcher
+
+
 @pytest.fixture
 def vertex_daemon(docker_vertex: FakeVertex, state_dir: Path) -> Iterator[DaemonHandle]:
-    handle = DaemonHandle(state_dir, daemon_flags(docker_vertex.address))
+    handle = VertexDaemon(state_dir, daemon_flags(docker_vertex.address))
     handle.start()
     yield handle
     handle.stop()
@@ -236,7 +247,7 @@ def test_outside_failures_and_outages(
 def test_kill_9_mid_run_loses_nothing(
     docker_vertex: FakeVertex, state_dir: Path, shell_image: str
 ) -> None:
-    daemon = DaemonHandle(state_dir, daemon_flags(docker_vertex.address))
+    daemon = VertexDaemon(state_dir, daemon_flags(docker_vertex.address))
     daemon.start()
     try:
         experiment_id = experiment(daemon)
@@ -283,7 +294,7 @@ def test_without_project_or_credentials(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
     monkeypatch.setenv("HOME", str(tmp_path))  # no application-default credentials file
-    daemon = DaemonHandle(state_dir, ["--grace_period_seconds=2"])
+    daemon = VertexDaemon(state_dir, ["--grace_period_seconds=2"])
     daemon.start()
     try:
         experiment_id = experiment(daemon)
