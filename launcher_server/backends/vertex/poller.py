@@ -18,6 +18,7 @@ import datetime
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,8 @@ class Poller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._interval = min_seconds
+        self._soon = False
+        self._last_round = 0.0
         self._backoff = 0.0
         self.rounds = 0
         self.calls = 0
@@ -105,8 +108,9 @@ class Poller:
             return self._watched.get(unit)
 
     def wake(self) -> None:
-        """Polls soon (after a create or a cancel); a backoff still applies."""
-        self._interval = self.min_seconds
+        """Polls within the shortest interval (after a create or a cancel); many wakes in a
+        burst (a sweep being created) make one round, and a backoff still applies."""
+        self._soon = True
         self._wake.set()
 
     def close(self) -> None:
@@ -124,10 +128,17 @@ class Poller:
                 # An outage or a quota error: no early wake-up until the backoff has passed.
                 self._stop.wait(self._backoff * random.uniform(0.8, 1.2))
             else:
-                self._wake.wait(self._interval)
-            self._wake.clear()
+                while not self._stop.is_set():
+                    interval = self.min_seconds if self._soon else self._interval
+                    remaining = self._last_round + interval - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(remaining)
+                    self._wake.clear()
             if self._stop.is_set():
                 return
+            self._soon = False
+            self._last_round = time.monotonic()
             self._round()
 
     def _round(self) -> None:
