@@ -159,22 +159,27 @@ class VertexBackend(Backend):
         target = self._target(chief.job)
         request = custom_job.build(specs, launcher=self._launcher, title=chief.experiment_title)
         keys = [spec.key for spec in specs]
+        # Set by a cancel that arrives while the create is under way.
+        cancelled = threading.Event()
         with self._lock:
             self._units[unit] = keys
+            self._pending[unit] = cancelled
         try:
             name = self._create(target, request, lookup=False)
         except Exception as error:
             if not connection.is_transient(error):
                 with self._lock:
                     self._units.pop(unit, None)
+                    self._pending.pop(unit, None)
                 raise ValueError(f"Vertex AI refused the job: {_message(error)}") from error
             _log.warning("creating the CustomJob of %s failed (%s); retrying", unit, error)
-            cancelled = threading.Event()
-            with self._lock:
-                self._pending[unit] = cancelled
             self._retries.submit(self._create_later, unit, keys, target, request, cancelled)
             return ["" for _ in specs]
+        with self._lock:
+            self._pending.pop(unit, None)
         self._poller.watch(unit, target, name)
+        if cancelled.is_set():
+            self._retries.submit(self._cancel_later, chief.key, target, name)
         return [f"{name}#workerpool{i}" for i in range(len(specs))]
 
     def _create(self, target: Target, request: Any, *, lookup: bool) -> str:
