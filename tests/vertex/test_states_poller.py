@@ -35,7 +35,8 @@ def test_every_job_state_is_mapped() -> None:
     }
     from google.cloud import aiplatform_v1 as aip
 
-    for state in aip.JobState:
+    job_states: Any = aip.JobState
+    for state in job_states:
         assert states.contract_state(int(state)) == expected[int(state)]
         assert states.native_name(int(state)) == state.name
     assert states.contract_state(99) == pb.JOB_STATE_STARTING
