@@ -23,6 +23,7 @@ from xmanager.xm_local.executors import (
     Local,
     LocalSpec,
     TensorboardCapability,
+    TpuCapability,
     Vertex,
     VertexSpec,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "LocalWorkUnit",
     "PackagingError",
     "TensorboardCapability",
+    "TpuCapability",
     "Vertex",
     "VertexSpec",
     "WorkUnitRejectedError",
