@@ -32,7 +32,10 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
 
-CREATE_TIMEOUT_SECONDS = 30.0
+CREATE_TIMEOUT_SECONDS = 10.0
+# After a create met an outage, later starts go to the background at once for this long: the
+# dispatcher never waits on an endpoint known to be down.
+OUTAGE_HOLD_SECONDS = 30.0
 AVAILABILITY_TTL_SECONDS = 30.0
 RETRY_MAX_SECONDS = 120.0
 CONSOLE = "https://console.cloud.google.com/vertex-ai"
@@ -68,6 +71,7 @@ class VertexBackend(Backend):
         self._pending: dict[UnitKey, threading.Event] = {}  # creates under way (set: cancel)
         self._retries = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="vertex")
         self._availability: tuple[float, Availability] | None = None
+        self._outage_until = 0.0
 
     # -- where jobs go ---------------------------------------------------------------------------
 
@@ -165,14 +169,18 @@ class VertexBackend(Backend):
             self._units[unit] = keys
             self._pending[unit] = cancelled
         try:
+            if time.monotonic() < self._outage_until:
+                raise _OutageError
             name = self._create(target, request, lookup=False)
         except Exception as error:
-            if not connection.is_transient(error):
+            if not isinstance(error, _OutageError) and not connection.is_transient(error):
                 with self._lock:
                     self._units.pop(unit, None)
                     self._pending.pop(unit, None)
                 raise ValueError(f"Vertex AI refused the job: {_message(error)}") from error
-            _log.warning("creating the CustomJob of %s failed (%s); retrying", unit, error)
+            if not isinstance(error, _OutageError):
+                _log.warning("creating the CustomJob of %s failed (%s); retrying", unit, error)
+                self._outage_until = time.monotonic() + OUTAGE_HOLD_SECONDS
             self._retries.submit(self._create_later, unit, keys, target, request, cancelled)
             return ["" for _ in specs]
         with self._lock:
@@ -221,6 +229,7 @@ class VertexBackend(Backend):
                 cancelled.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
+            self._outage_until = 0.0  # Vertex AI answers again: starts create at once
             self._poller.watch(unit, target, name)
             if cancelled.is_set():
                 self._cancel_name(unit, target, name)
@@ -405,6 +414,10 @@ class VertexBackend(Backend):
             for pending in self._pending.values():
                 pending.set()
         self._retries.shutdown(wait=False, cancel_futures=True)
+
+
+class _OutageError(Exception):
+    """A create not attempted now: the endpoint failed moments ago."""
 
 
 def _message(error: BaseException) -> str:
