@@ -21,6 +21,7 @@ from google.cloud import aiplatform_v1 as aip
 
 CONTAINER_LABEL = "xm-fake-vertex"
 PORT = 2222
+STOP_GRACE_SECONDS = 5
 
 
 class JobRun:
@@ -199,7 +200,8 @@ class DockerRunner(Runner):
         run.cancelled.wait()
         for _, container in replicas:
             with contextlib.suppress(docker.errors.DockerException):
-                container.kill()  # fails when it already ended
+                # SIGTERM, then SIGKILL after Vertex-like grace (fails when it already ended).
+                container.stop(timeout=STOP_GRACE_SECONDS)
 
     def close(self) -> None:
         import docker.errors

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
 import functools
 import importlib.util
@@ -68,6 +69,7 @@ class VertexBackend(Backend):
         )
         self._lock = threading.Lock()
         self._units: dict[UnitKey, list[JobKey]] = {}  # keys of each watched unit
+        self._ran: set[UnitKey] = set()  # units seen RUNNING
         self._pending: dict[UnitKey, threading.Event] = {}  # creates under way (set: cancel)
         self._retries = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="vertex")
         self._availability: tuple[float, Availability] | None = None
@@ -260,15 +262,26 @@ class VertexBackend(Backend):
 
     # -- observation -------------------------------------------------------------------------
 
-    def _observation(self, key: JobKey, job: Any) -> JobObservation:
+    def _observation(self, key: JobKey, job: Any, pool: int | None = None) -> JobObservation:
+        """What the CustomJob's state means for the job running pool `pool`.
+
+        Vertex AI has one state per CustomJob; when it failed because a replica exited, its
+        message names the replica: that pool's job gets the exit code, the others fail with the
+        message as their reason (they were stopped).
+        """
         state = int(job.state)
         message = job.error.message if "error" in job else ""
+        exit_code = states.exit_code(state, message)
+        failed_pool = states.failed_pool(message)
+        if failed_pool is not None and pool is not None and failed_pool != pool:
+            exit_code = None
+            message = f"stopped: another job of the work unit failed ({message})"
         return JobObservation(
             key,
             states.contract_state(state),
             native_state=states.native_name(state),
             reason=states.reason(state, message),
-            exit_code=states.exit_code(state, message),
+            exit_code=exit_code,
             start_time=_time(job, "start_time"),
             end_time=_time(job, "end_time"),
         )
@@ -278,8 +291,30 @@ class VertexBackend(Backend):
             keys = list(self._units.get(unit, ()))
             if int(job.state) in states.FINAL:
                 self._units.pop(unit, None)
+            ran = unit in self._ran
+            if int(job.state) == 3:
+                self._ran.add(unit)
+            elif int(job.state) in states.FINAL:
+                self._ran.discard(unit)
+        final = int(job.state) in states.FINAL
         for key in keys:
-            self.report(self._observation(key, job))
+            observation = self._observation(key, job, self._pool(job, key))
+            if final and not ran and "start_time" in job:
+                # It ran between two polls: say so, as every backend reports RUNNING first.
+                running = dataclasses.replace(
+                    observation,
+                    state=pb.JOB_STATE_RUNNING,
+                    native_state="JOB_STATE_RUNNING",
+                    reason="",
+                    exit_code=None,
+                    end_time=None,
+                )
+                self.report(running)
+            self.report(observation)
+
+    @staticmethod
+    def _pool(job: Any, key: JobKey) -> int | None:
+        return custom_job.pool_of(job, key.job_name)
 
     def reattach(self, key: JobKey, handle: str) -> JobObservation:
         name, _ = parse_handle(handle)
@@ -322,7 +357,10 @@ class VertexBackend(Backend):
                 native_state="unknown",
                 reason=f"Vertex AI unreachable on re-attach: {_message(error)}",
             )
-        observation = self._observation(key, job)
+        observation = self._observation(key, job, self._pool(job, key))
+        if int(job.state) == 3:
+            with self._lock:
+                self._ran.add(unit)
         if int(job.state) not in states.FINAL:
             self._poller.watch(unit, target, str(job.name))
         return observation
@@ -381,7 +419,17 @@ class VertexBackend(Backend):
 
     def logs(self, key: JobKey, handle: str) -> LogSource:
         client = self._connections.logging(self.context.config.vertex_logging_endpoint)
-        return CloudLoggingSource(client, functools.partial(self._locate, key, handle))
+        return CloudLoggingSource(
+            client,
+            functools.partial(self._locate, key, handle),
+            functools.partial(self._is_final, key.unit),
+        )
+
+    def _is_final(self, unit: UnitKey) -> bool:
+        """Whether this instance no longer follows the unit (ended, or never followed here)."""
+        with self._lock:
+            pending = unit in self._pending
+        return not pending and self._poller.watching(unit) is None
 
     def _locate(self, key: JobKey, handle: str) -> Where | None:
         name, pool = parse_handle(handle)

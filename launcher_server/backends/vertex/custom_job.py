@@ -123,6 +123,10 @@ def build(specs: Sequence[LaunchSpec], *, launcher: str, title: str) -> Any:
             f"a work unit runs on Vertex AI as one CustomJob of at most {MAX_POOLS} worker pools; "
             f"it has {len(specs)} Vertex jobs ({', '.join(s.key.job_name for s in specs)})"
         )
+    for spec in specs:
+        problem = image_problem(spec.artifact)
+        if problem:
+            raise ValueError(f"job {spec.key.job_name!r}: {problem}")
     chief = specs[0]
     if replicas(chief.job) != 1:
         raise ValueError(

@@ -5,7 +5,8 @@ the job's id and the replica's task name (workerpool0-0, ...); stdout lines are 
 lines ERROR. A launcher job is one worker pool, so its log is the entries of that pool's tasks,
 in time order; with several replicas each line is prefixed with its task name.
 Reading is incremental (entries after the last one seen) and throttled, so a follower that
-polls often costs one API call per second at most.
+polls often costs one API call per second at most; once the job has ended, one more read
+happens at once, so that its last lines are not cut off.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ class Where:
 class CloudLoggingSource(LogSource):
     """The job's output as three growing buffers (output, stdout, stderr)."""
 
-    def __init__(self, client: Any, locate: Callable[[], Where | None]) -> None:
+    def __init__(
+        self, client: Any, locate: Callable[[], Where | None], is_final: Callable[[], bool]
+    ) -> None:
         self._client = client
         self._locate = locate
+        self._is_final = is_final
+        self._fetched_final = False
         self._where: Where | None = None
         self._lock = threading.Lock()
         self._buffers = {"output": bytearray(), "stdout": bytearray(), "stderr": bytearray()}
@@ -53,8 +58,11 @@ class CloudLoggingSource(LogSource):
             return LogRead(start, bytes(buffer[start : start + max_bytes]))
 
     def _fetch(self) -> None:
-        if time.monotonic() - self._fetched_at < MIN_FETCH_SECONDS:
+        # Throttled, except once after the job ended: its last lines are then read at once.
+        final_now = not self._fetched_final and self._is_final()
+        if not final_now and time.monotonic() - self._fetched_at < MIN_FETCH_SECONDS:
             return
+        self._fetched_final = self._fetched_final or final_now
         self._fetched_at = time.monotonic()
         if self._where is None:
             self._where = self._locate()

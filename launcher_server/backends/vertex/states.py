@@ -42,6 +42,7 @@ TO_CONTRACT: dict[int, int] = {
 }
 FINAL = frozenset({4, 5, 7, 9, 11})
 _EXIT = re.compile(r"non-zero status of (\d+)")
+_REPLICA = re.compile(r"replica workerpool(\d+)-\d+")
 
 
 def native_name(state: int) -> str:
@@ -70,4 +71,10 @@ def exit_code(state: int, error_message: str) -> int | None:
     if state == 4:
         return 0
     match = _EXIT.search(error_message)
+    return int(match.group(1)) if match else None
+
+
+def failed_pool(error_message: str) -> int | None:
+    """The worker pool whose replica failed, when Vertex's message names it."""
+    match = _REPLICA.search(error_message)
     return int(match.group(1)) if match else None
