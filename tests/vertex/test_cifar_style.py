@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,44 @@ def test_cifar10_style_script_runs_unchanged(
     logs = run_cli(["logs", f"{experiment.id}/1/node_1"], env=daemon.env())
     assert "ARG[--rank=1]" in logs.stdout, logs.stdout + logs.stderr
     assert "workerpool0-0:2222" in logs.stdout
+
+
+PY_LAUNCHER = """
+from xmanager import xm, xm_local
+
+with xm_local.create_experiment(experiment_title="python container") as experiment:
+    [executable] = experiment.package([
+        xm.python_container(
+            executor_spec=xm_local.Vertex.Spec(push_image_tag={tag!r}),
+            path={path!r},
+            entrypoint=xm.ModuleName("train"),
+        )
+    ])
+    experiment.add(xm.Job(
+        executable, xm_local.Vertex(requirements=xm.JobRequirements(t4=1)), args={{"lr": 0.1}}
+    ))
+"""
+
+
+def test_python_container_pushed_at_packaging(
+    daemon: VertexDaemon, docker_vertex: FakeVertex, oci_registry: str, tmp_path: Path
+) -> None:
+    project = tmp_path / "trainer"
+    project.mkdir()
+    (project / "requirements.txt").write_text("")
+    (project / "train.py").write_text("import sys\nprint('TRAIN', sys.argv[1:])\n")
+    script = tmp_path / "launch.py"
+    tag = f"{oci_registry}/xm-vertex-test/trainer:latest"
+    script.write_text(PY_LAUNCHER.format(tag=tag, path=str(project)))
+    launched = run_cli(["launch", str(script)], env=daemon.env(), timeout=600)
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    deadline = time.monotonic() + 120
+    while not docker_vertex.jobs() or docker_vertex.jobs()[0].state != 4:
+        assert time.monotonic() < deadline, docker_vertex.jobs()
+        time.sleep(0.5)
+    [job] = docker_vertex.jobs()
+    uri = job.job_spec.worker_pool_specs[0].container_spec.image_uri
+    assert uri.startswith(f"{oci_registry}/xm-vertex-test/trainer@sha256:")
+    [experiment] = daemon.client.stub.ListExperiments(pb.ListExperimentsRequest()).experiments
+    logs = run_cli(["logs", f"{experiment.id}/1"], env=daemon.env())
+    assert "TRAIN ['--lr=0.1']" in logs.stdout, logs.stdout + logs.stderr
