@@ -165,9 +165,11 @@ class DockerRunner(Runner):
                 return
             followers = []
             for task, container in replicas:
-                # Attached before the start so that no output is missed; demux keeps the order.
+                # Attached before the start, so no output is missed (and none replayed twice, as
+                # logs=True can); demux keeps each stream's order (Docker orders nothing across
+                # stdout and stderr).
                 stream = self.client.api.attach(
-                    container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True
+                    container.id, stdout=True, stderr=True, stream=True, logs=False, demux=True
                 )
                 follower = threading.Thread(
                     target=self._follow, args=(stream, task, run), daemon=True

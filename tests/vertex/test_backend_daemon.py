@@ -177,7 +177,9 @@ def test_a_gang_runs_with_image_args_and_env_intact(
     assert [p.replica_count for p in pools] == [1, 2]
     assert pools[0].container_spec.image_uri == shell_image  # by digest
     assert pools[0].machine_spec.machine_type == "n1-standard-4"
-    chief = logs(vertex_daemon, experiment_id, added.work_unit_id, "chief")
+    chief = logs(
+        vertex_daemon, experiment_id, added.work_unit_id, "chief", stream=pb.LOG_STREAM_STDOUT
+    )
     lines = chief.splitlines()
     assert lines[: len(tricky)] == [f"ARG[{v}]" for v in tricky]
     assert "ENV[a b $HOME 'q']" in lines
