@@ -6,6 +6,7 @@
     xmanager show EXP
     xmanager logs EXP[/WU[/JOB]] [-f]
     xmanager cancel EXP[/WU]
+    xmanager ui [--port=PORT] [--allow_remote]
 
 Errors are one line on stderr; the exit code is 0 on success, 1 on failure, 2 on bad usage.
 """
@@ -54,6 +55,15 @@ flags.DEFINE_bool(
     "foreground", False, "daemon start: run in this terminal, not detached.", flag_values=FLAGS
 )
 flags.DEFINE_integer("limit", 50, "list: how many experiments to show.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "port", 8765, "ui: the dashboard's TCP port (0 picks a free one).", flag_values=FLAGS
+)
+flags.DEFINE_bool(
+    "allow_remote",
+    False,
+    "ui: serve other hosts too, not only loopback (the token still protects it).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_bool(
     "xm_wrap_late_bindings",
     False,
@@ -258,6 +268,21 @@ def cmd_cancel(args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_ui(args: Sequence[str]) -> int:
+    if args:
+        raise app.UsageError("ui takes no arguments: xmanager ui [--port=PORT] [--allow_remote]")
+    if not 0 <= FLAGS.port <= 65535:
+        raise app.UsageError(f"--port must be between 0 and 65535, not {FLAGS.port}")
+    try:
+        # Imported here: the web stack is only needed by this command.
+        from xmanager.ui import server  # noqa: PLC0415
+    except ImportError as error:
+        raise CliError(
+            f"the dashboard needs {error.name}: install xmanager-bazel[ui] (or ./setup.sh setup)"
+        ) from None
+    return server.serve(state_dir=FLAGS.state_dir, port=FLAGS.port, allow_remote=FLAGS.allow_remote)
+
+
 COMMANDS = {
     "launch": cmd_launch,
     "daemon": cmd_daemon,
@@ -265,6 +290,7 @@ COMMANDS = {
     "show": cmd_show,
     "logs": cmd_logs,
     "cancel": cmd_cancel,
+    "ui": cmd_ui,
 }
 
 
