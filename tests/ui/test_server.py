@@ -251,7 +251,7 @@ def test_log_tail_window_with_colours(ui: UiServer, finished: int) -> None:
     assert len(head["html"]) < 200
     page = client.get(f"/experiments/{finished}/units/2/logs")
     assert page.status_code == 200
-    assert "exit code 3" in page.text
+    assert "exited with code 3" in page.text
 
 
 def test_log_bad_input(ui: UiServer, finished: int) -> None:
