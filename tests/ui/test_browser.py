@@ -12,17 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import skip_or_fail
 from tests.support.daemon import ROOT, DaemonHandle
 from tests.ui.support import UiServer, make_sweep, release, wait_state
 from xmanager.launcher.v1 import launcher_pb2 as pb
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -54,7 +53,7 @@ def _shot(driver: webdriver.Chrome, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-def _wait(driver: webdriver.Chrome, timeout: float = 20) -> WebDriverWait:
+def _wait(driver: webdriver.Chrome, timeout: float = 20) -> WebDriverWait[webdriver.Chrome]:
     # Rows are re-rendered when a page of the table loads: an element may go stale meanwhile.
     return WebDriverWait(
         driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
