@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.ui import rows, sweep
 from xmanager.ui.ansi import AnsiToHtml
+from xmanager.ui.gateway import Sweep
 from xmanager.ui.web import gateway, int_param, path_id
 
 # A log window is at most this many bytes (a page of logs, never the whole log).
@@ -46,11 +47,24 @@ def _query(request: Request) -> sweep.Query:
 async def units(request: Request) -> Response:
     experiment_id = path_id(request, "experiment_id")
     query = _query(request)
-    found = await gateway(request).work_units(experiment_id, fresh=query.offset == 0)
-    if not found:
-        await gateway(request).experiment(experiment_id)  # 404 for an unknown experiment
+    daemon = gateway(request)
+    listed = daemon.cached_sweep(experiment_id)
     try:
-        page = sweep.page(found, query)
+        if listed is None and sweep.is_plain(query):
+            # A sweep opened for the first time: its first page costs one short call, while
+            # the whole list (seconds for thousands of units) is read in the background.
+            if not 1 <= query.limit <= sweep.MAX_PAGE_SIZE:
+                raise sweep.QueryError(f"limit must be between 1 and {sweep.MAX_PAGE_SIZE}")
+            experiment = await daemon.experiment(experiment_id)
+            daemon.warm(experiment_id)
+            first = await daemon.first_units(experiment_id, query.limit)
+            page = sweep.page(first, query, total=experiment.work_unit_count)
+            page.matched = experiment.work_unit_count
+        else:
+            if listed is None:
+                await daemon.experiment(experiment_id)  # 404 for an unknown experiment
+                listed = await daemon.sweep(experiment_id)
+            page = sweep.page(listed.units, query, listed.params)
     except sweep.QueryError as error:
         raise HTTPException(400, str(error)) from None
     return JSONResponse(
@@ -64,12 +78,17 @@ async def units(request: Request) -> Response:
     )
 
 
+async def _listed(request: Request, experiment_id: int) -> Sweep:
+    daemon = gateway(request)
+    if daemon.cached_sweep(experiment_id) is None:
+        await daemon.experiment(experiment_id)  # 404 for an unknown experiment
+    return await daemon.sweep(experiment_id)
+
+
 async def timeline(request: Request) -> Response:
     experiment_id = path_id(request, "experiment_id")
-    found = await gateway(request).work_units(experiment_id)
-    if not found:
-        await gateway(request).experiment(experiment_id)
-    return JSONResponse(sweep.timeline(found))
+    listed = await _listed(request, experiment_id)
+    return JSONResponse(sweep.timeline(listed.units))
 
 
 async def chart(request: Request) -> Response:
@@ -77,11 +96,9 @@ async def chart(request: Request) -> Response:
     parameter = request.query_params.get("param", "")
     if not parameter:
         raise HTTPException(400, "parameter 'param' is required: the hyperparameter to chart")
-    found = await gateway(request).work_units(experiment_id)
-    if not found:
-        await gateway(request).experiment(experiment_id)
+    listed = await _listed(request, experiment_id)
     try:
-        return JSONResponse(sweep.status_by_parameter(found, parameter))
+        return JSONResponse(sweep.status_by_parameter(listed.units, parameter, listed.params))
     except sweep.QueryError as error:
         raise HTTPException(400, str(error)) from None
 

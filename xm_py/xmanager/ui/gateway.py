@@ -6,6 +6,8 @@ at a time in a thread and cancelled when the browser goes away.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,12 +18,22 @@ from starlette.concurrency import run_in_threadpool
 
 from xmanager.client.connection import Launcher
 from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.ui import rows
 
 # ListWorkUnits' largest page.
 _PAGE = 1000
-# How long a sweep's list of work units is reused between requests (a table page, its chart
-# and its timeline are usually asked for together).
-_UNITS_TTL_SECONDS = 2.0
+# A sweep's list of work units older than this is refreshed in the background. Listing
+# thousands of units takes the daemon seconds, so pages are served from the last list.
+_SWEEP_TTL_SECONDS = 5.0
+
+
+@dataclasses.dataclass
+class Sweep:
+    """An experiment's work units as last listed, with their parsed hyperparameters."""
+
+    units: list[pb.WorkUnit]
+    params: list[dict[str, rows.Scalar]]
+    fetched: float = dataclasses.field(default_factory=time.monotonic)
 
 
 class Gateway:
@@ -30,7 +42,8 @@ class Gateway:
     def __init__(self, launcher: Launcher) -> None:
         self.launcher = launcher
         self._stub = launcher.stub
-        self._units: dict[int, tuple[float, list[pb.WorkUnit]]] = {}
+        self._sweeps: dict[int, Sweep] = {}
+        self._listing: dict[int, asyncio.Task[Sweep]] = {}
 
     async def _call(self, method: Any, request: Any) -> Any:
         return await run_in_threadpool(self.launcher.call, method, request)
@@ -49,7 +62,7 @@ class Gateway:
 
     async def update_experiment(self, request: pb.UpdateExperimentRequest) -> pb.Experiment:
         experiment: pb.Experiment = await self._call(self._stub.UpdateExperiment, request)
-        self._units.pop(request.experiment_id, None)
+        self.forget(request.experiment_id)
         return experiment
 
     async def work_unit(self, experiment_id: int, work_unit_id: int) -> pb.WorkUnit:
@@ -59,14 +72,53 @@ class Gateway:
         )
         return unit
 
-    async def work_units(self, experiment_id: int, *, fresh: bool = False) -> list[pb.WorkUnit]:
-        """Every work unit of an experiment, in id order (reused for a moment)."""
-        cached = self._units.get(experiment_id)
-        if cached is not None and not fresh and time.monotonic() - cached[0] < _UNITS_TTL_SECONDS:
-            return cached[1]
-        units = await run_in_threadpool(self._all_units, experiment_id)
-        self._units[experiment_id] = (time.monotonic(), units)
-        return units
+    def cached_sweep(self, experiment_id: int) -> Sweep | None:
+        """The sweep's units as last listed, if any; a stale list is refreshed in the
+        background (statuses reach the browser live, over the watch, meanwhile)."""
+        sweep = self._sweeps.get(experiment_id)
+        if sweep is None:
+            return None
+        if time.monotonic() - sweep.fetched > _SWEEP_TTL_SECONDS:
+            self._refresh(experiment_id)
+        return sweep
+
+    async def sweep(self, experiment_id: int) -> Sweep:
+        """The sweep's units, listed now unless a recent list exists (one listing at a time)."""
+        sweep = self.cached_sweep(experiment_id)
+        if sweep is not None:
+            return sweep
+        return await asyncio.shield(self._refresh(experiment_id))
+
+    def warm(self, experiment_id: int) -> None:
+        """Starts listing the sweep in the background, so its next requests find it."""
+        if experiment_id not in self._sweeps:
+            self._refresh(experiment_id)
+
+    def forget(self, experiment_id: int) -> None:
+        """Marks the sweep's list stale (after an action that changed it)."""
+        sweep = self._sweeps.get(experiment_id)
+        if sweep is not None:
+            sweep.fetched = 0.0
+
+    def _refresh(self, experiment_id: int) -> asyncio.Task[Sweep]:
+        running = self._listing.get(experiment_id)
+        if running is not None:
+            return running
+
+        async def list_all() -> Sweep:
+            try:
+                units = await run_in_threadpool(self._all_units, experiment_id)
+                sweep = Sweep(units, [rows.hyperparameters(u.args_json) for u in units])
+                self._sweeps[experiment_id] = sweep
+                return sweep
+            finally:
+                self._listing.pop(experiment_id, None)
+
+        task = asyncio.get_running_loop().create_task(list_all())
+        # A background refresh that fails is retried by the next request; don't warn about it.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._listing[experiment_id] = task
+        return task
 
     def _all_units(self, experiment_id: int) -> list[pb.WorkUnit]:
         units: list[pb.WorkUnit] = []
@@ -83,6 +135,14 @@ class Gateway:
             if not token:
                 return units
 
+    async def first_units(self, experiment_id: int, count: int) -> list[pb.WorkUnit]:
+        """The first `count` work units by id: one short call, for a sweep not listed yet."""
+        page: pb.ListWorkUnitsResponse = await self._call(
+            self._stub.ListWorkUnits,
+            pb.ListWorkUnitsRequest(experiment_id=experiment_id, page_size=count),
+        )
+        return list(page.work_units)
+
     async def cancel_work_unit(self, experiment_id: int, work_unit_id: int) -> pb.WorkUnit:
         response: pb.CancelWorkUnitResponse = await self._call(
             self._stub.CancelWorkUnit,
@@ -92,7 +152,7 @@ class Gateway:
                 reason="cancelled from the dashboard",
             ),
         )
-        self._units.pop(experiment_id, None)
+        self.forget(experiment_id)
         return response.work_unit
 
     async def cancel_experiment(self, experiment_id: int) -> int:
@@ -102,7 +162,7 @@ class Gateway:
                 experiment_id=experiment_id, reason="cancelled from the dashboard"
             ),
         )
-        self._units.pop(experiment_id, None)
+        self.forget(experiment_id)
         return response.cancelled_work_units
 
     async def read_log(self, request: pb.StreamLogsRequest, limit: int) -> tuple[int, bytes, bool]:

@@ -124,12 +124,25 @@ def parameter_names(parsed: Sequence[dict[str, Scalar]]) -> list[str]:
     return list(names)
 
 
-def page(units: Sequence[pb.WorkUnit], query: Query) -> Page:
+def is_plain(query: Query) -> bool:
+    """Whether the query is the first page in id order, unfiltered (the daemon's own order)."""
+    return query.sort == "id" and not query.descending and not query.filters and not query.offset
+
+
+def page(
+    units: Sequence[pb.WorkUnit],
+    query: Query,
+    parsed: Sequence[dict[str, Scalar]] | None = None,
+    *,
+    total: int | None = None,
+) -> Page:
+    """The rows `query` asks for; `parsed` are the units' hyperparameters when known."""
     if not 1 <= query.limit <= MAX_PAGE_SIZE:
         raise QueryError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {query.limit}")
     if query.offset < 0:
         raise QueryError(f"offset must not be negative, not {query.offset}")
-    parsed = [rows.hyperparameters(unit.args_json) for unit in units]
+    if parsed is None:
+        parsed = [rows.hyperparameters(unit.args_json) for unit in units]
     columns = parameter_names(parsed)
     known = set(columns) | set(FIXED_COLUMNS)
     for column in [query.sort, *(name for name, _ in query.filters)]:
@@ -153,7 +166,7 @@ def page(units: Sequence[pb.WorkUnit], query: Query) -> Page:
         selected = present + missing
     window = selected[query.offset : query.offset + query.limit]
     return Page(
-        total=len(units),
+        total=len(units) if total is None else total,
         matched=len(selected),
         rows=[rows.unit_row(u, p) for u, p in window],
         columns=columns,
@@ -186,9 +199,15 @@ def timeline(units: Sequence[pb.WorkUnit]) -> dict[str, Any]:
     return {"t0": t0, "bars": bars}
 
 
-def status_by_parameter(units: Sequence[pb.WorkUnit], parameter: str) -> dict[str, Any]:
+def status_by_parameter(
+    units: Sequence[pb.WorkUnit],
+    parameter: str,
+    parsed: Sequence[dict[str, Scalar]] | None = None,
+) -> dict[str, Any]:
     """Final states counted per value (or value range) of one hyperparameter."""
-    values = [(rows.hyperparameters(u.args_json).get(parameter), u) for u in units]
+    if parsed is None:
+        parsed = [rows.hyperparameters(u.args_json) for u in units]
+    values = [(params.get(parameter), u) for params, u in zip(parsed, units, strict=True)]
     if all(v is None for v, _ in values):
         raise QueryError(f"no work unit of this sweep has a hyperparameter {parameter!r}")
     numbers = sorted(

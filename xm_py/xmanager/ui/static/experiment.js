@@ -8,6 +8,7 @@
   var view = { sort: "id", desc: false, filters: {}, state: "", offset: 0, limit: 100 };
   var columns = null;   // the sweep's hyperparameters, as last listed
   var shown = {};       // work unit id -> row element, for live updates
+  var latest = {};      // work unit id -> its newest live status (the table's list may be older)
   var loading = 0;
 
   function query() {
@@ -138,7 +139,10 @@
     tbody.innerHTML = rows.map(function (r) {
       return '<tr id="wu-' + r.id + '" data-id="' + r.id + '" data-state="' + r.state + '">' + rowHtml(r) + "</tr>";
     }).join("");
-    rows.forEach(function (r) { shown[r.id] = document.getElementById("wu-" + r.id); });
+    rows.forEach(function (r) {
+      shown[r.id] = document.getElementById("wu-" + r.id);
+      if (latest[r.id]) applyUpdate(latest[r.id]);
+    });
   }
 
   function applyUpdate(u) {
@@ -173,7 +177,7 @@
     var redraw = throttle(function () { timeline(); chart(); }, 3000);
     source.addEventListener("update", function (event) {
       var data = JSON.parse(event.data);
-      data.units.forEach(applyUpdate);
+      data.units.forEach(function (u) { latest[u.id] = u; applyUpdate(u); });
       summary(data.counts);
       redraw();
     });
