@@ -25,6 +25,7 @@ _PAGE = 1000
 # A sweep's list of work units older than this is refreshed in the background. Listing
 # thousands of units takes the daemon seconds, so pages are served from the last list.
 _SWEEP_TTL_SECONDS = 5.0
+_MAX_STREAMS = 256
 
 
 @dataclasses.dataclass
@@ -42,6 +43,9 @@ class Gateway:
     def __init__(self, launcher: Launcher) -> None:
         self.launcher = launcher
         self._stub = launcher.stub
+        # Each open stream (a watching page, a followed log) waits in a thread of its own,
+        # apart from the pool of unary calls, so that open pages never starve the others.
+        self._stream_threads = anyio.CapacityLimiter(_MAX_STREAMS)
         self._sweeps: dict[int, Sweep] = {}
         self._listing: dict[int, asyncio.Task[Sweep]] = {}
 
@@ -208,7 +212,9 @@ class Gateway:
 
         try:
             while True:
-                message = await anyio.to_thread.run_sync(next_message, abandon_on_cancel=True)
+                message = await anyio.to_thread.run_sync(
+                    next_message, abandon_on_cancel=True, limiter=self._stream_threads
+                )
                 if message is None:
                     return
                 yield message
