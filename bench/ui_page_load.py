@@ -172,7 +172,8 @@ def main() -> int:
             f"{time.perf_counter() - started:.1f} s"
         )
         print(
-            f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)"
+            f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+            f"({os.cpu_count()} cores)"
         )
         ui, base, login = _start_ui(state)
         client = httpx.Client(base_url=base, timeout=60)
