@@ -37,3 +37,9 @@ class StoreVersionError(LauncherError):
     """The database was written by a newer daemon than this one."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class UnavailableError(LauncherError):
+    """The daemon cannot serve the call now (it is stopping); the client may retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
