@@ -53,7 +53,7 @@ def _shot(driver: webdriver.Chrome, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-def _wait(driver: webdriver.Chrome, timeout: float = 20) -> WebDriverWait[webdriver.Chrome]:
+def _wait(driver: webdriver.Chrome, timeout: float = 60) -> WebDriverWait[webdriver.Chrome]:
     # Rows are re-rendered when a page of the table loads: an element may go stale meanwhile.
     return WebDriverWait(
         driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]

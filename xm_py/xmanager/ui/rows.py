@@ -150,6 +150,7 @@ def unit_row(unit: pb.WorkUnit, params: dict[str, Scalar] | None = None) -> dict
         "created": seconds(unit.create_time),
         "start": seconds(status.start_time),
         "end": seconds(status.end_time),
+        "updated": seconds(status.update_time),
     }
 
 
@@ -165,6 +166,7 @@ def status_update(unit: pb.WorkUnit) -> dict[str, Any]:
         "native_state": status.native_state,
         "start": seconds(status.start_time),
         "end": seconds(status.end_time),
+        "updated": seconds(status.update_time),
     }
 
 

@@ -141,8 +141,17 @@
     }).join("");
     rows.forEach(function (r) {
       shown[r.id] = document.getElementById("wu-" + r.id);
-      if (latest[r.id]) applyUpdate(latest[r.id]);
+      if (latest[r.id] && (latest[r.id].updated || 0) >= (r.updated || 0)) applyUpdate(latest[r.id]);
     });
+  }
+
+  // Whether a status is at least as new as the newest seen (a cancel's answer can arrive after
+  // the watch already told the unit's end).
+  function remember(u) {
+    var known = latest[u.id];
+    if (known && (known.updated || 0) > (u.updated || 0)) return false;
+    latest[u.id] = u;
+    return true;
   }
 
   function applyUpdate(u) {
@@ -177,7 +186,7 @@
     var redraw = throttle(function () { timeline(); chart(); }, 3000);
     source.addEventListener("update", function (event) {
       var data = JSON.parse(event.data);
-      data.units.forEach(function (u) { latest[u.id] = u; applyUpdate(u); });
+      data.units.forEach(function (u) { if (remember(u)) applyUpdate(u); });
       summary(data.counts);
       redraw();
     });
@@ -283,7 +292,7 @@
     button.disabled = true;
     try {
       var u = await XM.call("POST", base + "/units/" + id + "/cancel");
-      applyUpdate(u);
+      if (remember(u)) applyUpdate(u);
       XM.toast("Work unit " + id + ": " + u.state.toLowerCase());
     } catch (e) { button.disabled = false; }
   });
