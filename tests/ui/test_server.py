@@ -394,3 +394,26 @@ def test_annotations(ui: UiServer, ui_daemon: DaemonHandle, finished: int) -> No
         "lr 0.1 wins",
     )
     client.post(url, json={"title": "finished sweep"}, headers=headers)
+
+
+def test_a_reloaded_page_gets_only_what_changed_since_its_table(
+    ui: UiServer, ui_daemon: DaemonHandle, waiting: tuple[int, Path]
+) -> None:
+    experiment_id, directory = waiting
+    client = ui.client()
+    events = f"/api/experiments/{experiment_id}/events"
+    with client.stream("GET", events) as first:
+        _, snapshot = _events(first)[0]
+        assert {u["id"] for u in snapshot["units"]} == {1, 2}
+        # The page's table now carries the shared watch's version...
+        table = client.get(f"/api/experiments/{experiment_id}/units").json()
+        assert table["version"] >= snapshot["version"]
+        # ...and a page subscribing with it is told only of later changes.
+        with client.stream("GET", events, params={"since": table["version"]}) as second:
+            release(directory, 1)
+            _, update = _events(second)[0]
+    assert [u["id"] for u in update["units"]] == [1]
+    assert update["counts"]["RUNNING"] == 1
+    bad = client.get(events, params={"since": "x"})
+    assert bad.status_code == 400
+    release(directory, 2)

@@ -14,7 +14,7 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.ui import rows, sweep
 from xmanager.ui.ansi import AnsiToHtml
 from xmanager.ui.gateway import Sweep
-from xmanager.ui.web import gateway, int_param, path_id
+from xmanager.ui.web import gateway, int_param, path_id, watches
 
 # A log window is at most this many bytes (a page of logs, never the whole log).
 MAX_LOG_WINDOW = 1024 * 1024
@@ -49,6 +49,9 @@ async def units(request: Request) -> Response:
     query = _query(request)
     daemon = gateway(request)
     listed = daemon.cached_sweep(experiment_id)
+    # Read with the rows (nothing awaits in between when they come from the list): the page's
+    # live updates start after it.
+    version = watches(request).version(experiment_id)
     try:
         if listed is None and sweep.is_plain(query):
             # A sweep opened for the first time: its first page costs one short call, while
@@ -72,6 +75,7 @@ async def units(request: Request) -> Response:
             "total": page.total,
             "matched": page.matched,
             "offset": query.offset,
+            "version": version,
             "columns": page.columns,
             "rows": page.rows,
         }

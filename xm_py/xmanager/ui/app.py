@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import grpc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,6 +19,7 @@ from xmanager.ui import api, live, pages
 from xmanager.ui.auth import Guard
 from xmanager.ui.gateway import Gateway
 from xmanager.ui.guard_middleware import GuardMiddleware
+from xmanager.ui.watches import Watches
 from xmanager.ui.web import STATIC_DIR, TEMPLATES, csrf_token, rpc_error
 
 _UNIT = "/experiments/{experiment_id}/units/{work_unit_id}"
@@ -72,9 +76,16 @@ async def _unavailable(request: Request, error: Exception) -> Response:
     return _error(request, 503, str(error))
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    app.state.watches.stop_all()  # their gRPC streams end with the server
+
+
 def create_app(launcher: Launcher, guard: Guard, *, allow_remote: bool = False) -> Starlette:
     """The dashboard for the daemon `launcher` talks to."""
     app = Starlette(
+        lifespan=_lifespan,
         routes=_routes(),
         middleware=[Middleware(GuardMiddleware, guard=guard, allow_remote=allow_remote)],
         exception_handlers={
@@ -84,5 +95,6 @@ def create_app(launcher: Launcher, guard: Guard, *, allow_remote: bool = False) 
         },
     )
     app.state.gateway = Gateway(launcher)
+    app.state.watches = Watches(app.state.gateway)
     app.state.guard = guard
     return app

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import grpc
@@ -36,6 +36,28 @@ class Sweep:
     params: list[dict[str, rows.Scalar]]
     fetched: float = dataclasses.field(default_factory=time.monotonic)
 
+    def __post_init__(self) -> None:
+        self._index = {unit.work_unit_id: i for i, unit in enumerate(self.units)}
+
+    def apply(self, update: pb.WorkUnit) -> bool:
+        """Takes a watched unit's statuses (a watch carries no args); False for a new unit."""
+        at = self._index.get(update.work_unit_id)
+        if at is None:
+            return False
+        unit = self.units[at]
+        unit.status.CopyFrom(update.status)
+        statuses = {job.name: job.status for job in update.jobs}
+        for job in unit.jobs:
+            if job.name in statuses:
+                job.status.CopyFrom(statuses[job.name])
+        return True
+
+
+class Overlay(Protocol):
+    """What a live watch of an experiment lays over a fresh list of its units."""
+
+    def overlay(self, sweep: Sweep) -> None: ...
+
 
 class Gateway:
     """The daemon, as the dashboard uses it."""
@@ -48,6 +70,8 @@ class Gateway:
         self._stream_threads = anyio.CapacityLimiter(_MAX_STREAMS)
         self._sweeps: dict[int, Sweep] = {}
         self._listing: dict[int, asyncio.Task[Sweep]] = {}
+        # Experiments with a live watch: it keeps their lists current, no periodic relisting.
+        self.watching: dict[int, Overlay] = {}
 
     async def _call(self, method: Any, request: Any) -> Any:
         return await run_in_threadpool(self.launcher.call, method, request)
@@ -82,9 +106,14 @@ class Gateway:
         sweep = self._sweeps.get(experiment_id)
         if sweep is None:
             return None
-        if time.monotonic() - sweep.fetched > _SWEEP_TTL_SECONDS:
+        watched = experiment_id in self.watching and sweep.fetched > 0
+        if not watched and time.monotonic() - sweep.fetched > _SWEEP_TTL_SECONDS:
             self._refresh(experiment_id)
         return sweep
+
+    def peek_sweep(self, experiment_id: int) -> Sweep | None:
+        """The sweep's list if there is one, without refreshing it."""
+        return self._sweeps.get(experiment_id)
 
     async def sweep(self, experiment_id: int) -> Sweep:
         """The sweep's units, listed now unless a recent list exists (one listing at a time)."""
@@ -113,6 +142,9 @@ class Gateway:
             try:
                 units = await run_in_threadpool(self._all_units, experiment_id)
                 sweep = Sweep(units, [rows.hyperparameters(u.args_json) for u in units])
+                watch = self.watching.get(experiment_id)
+                if watch is not None:
+                    watch.overlay(sweep)  # the watch may have seen newer statuses
                 self._sweeps[experiment_id] = sweep
                 return sweep
             finally:

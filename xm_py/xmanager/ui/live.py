@@ -4,7 +4,6 @@ and a log download that streams the whole log without holding it."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,10 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from xmanager.launcher.v1 import launcher_pb2 as pb
-from xmanager.ui import rows
 from xmanager.ui.ansi import AnsiToHtml
 from xmanager.ui.api import log_request
-from xmanager.ui.web import gateway, path_id
+from xmanager.ui.web import gateway, int_param, path_id, watches
 
 _SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 
@@ -27,22 +25,26 @@ def _event(name: str, data: Any) -> str:
 
 
 async def unit_events(request: Request) -> Response:
-    """`update` events: changed rows and the sweep's counts by state, from WatchWorkUnits."""
+    """`update` events: changed rows and the sweep's counts by state, from the shared watch.
+    `since` is the version the page's table came with: only later changes are replayed."""
     experiment_id = path_id(request, "experiment_id")
+    since = int_param(request, "since", 0, low=0, high=2**62)
     await gateway(request).experiment(experiment_id)  # 404 before the stream starts
-    watch = pb.WatchWorkUnitsRequest(experiment_id=experiment_id)
-    stub = gateway(request).launcher.stub
+    watch = watches(request).get(experiment_id)
+    queue = watch.subscribe(since)
 
     async def events() -> AsyncIterator[str]:
-        states: dict[int, str] = {}
         try:
-            async for response in gateway(request).stream(stub.WatchWorkUnits, watch):
-                changed = [rows.status_update(u.work_unit) for u in response.updates]
-                for row in changed:
-                    states[row["id"]] = row["state"]
-                yield _event("update", {"units": changed, "counts": Counter(states.values())})
-        except grpc.RpcError as error:
-            yield _event("failure", {"error": f"{error.details()} ({error.code().name})"})
+            while True:
+                item = await queue.get()
+                if isinstance(item, str):
+                    yield _event("failure", {"error": item})
+                    return
+                yield _event(
+                    "update", {"units": item, "counts": watch.counts(), "version": watch.version}
+                )
+        finally:
+            watch.unsubscribe(queue)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_SSE_HEADERS)
 

@@ -15,6 +15,7 @@ from starlette.templating import Jinja2Templates
 
 from xmanager.ui.auth import Guard
 from xmanager.ui.gateway import Gateway
+from xmanager.ui.watches import Watches
 
 _HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=str(_HERE / "templates"))
@@ -34,6 +35,11 @@ _HTTP_STATUS = {
 
 def gateway(request: Request) -> Gateway:
     value: Gateway = request.app.state.gateway
+    return value
+
+
+def watches(request: Request) -> Watches:
+    value: Watches = request.app.state.watches
     return value
 
 

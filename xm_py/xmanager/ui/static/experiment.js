@@ -10,6 +10,7 @@
   var shown = {};       // work unit id -> row element, for live updates
   var latest = {};      // work unit id -> its newest live status (the table's list may be older)
   var loading = 0;
+  var version = 0;      // the live watch's version the first table page came with
 
   function query() {
     var p = new URLSearchParams({ sort: view.sort, desc: view.desc ? "1" : "", offset: view.offset, limit: view.limit });
@@ -23,6 +24,7 @@
     var data;
     try { data = await XM.call("GET", base + "/units?" + query()); } catch (e) { return; }
     if (ticket !== loading) return;  // a newer request superseded this one
+    if (!version) version = data.version;
     if (!columns || columns.join("\u0000") !== data.columns.join("\u0000")) {
       columns = data.columns;
       header();
@@ -182,12 +184,14 @@
   }
 
   function live() {
-    var source = new EventSource(base + "/events");
+    var source = new EventSource(base + "/events?since=" + version);
     var redraw = throttle(function () { timeline(); chart(); }, 3000);
     source.addEventListener("update", function (event) {
       var data = JSON.parse(event.data);
       data.units.forEach(function (u) { if (remember(u)) applyUpdate(u); });
-      summary(data.counts);
+      // Until the watch's first snapshot is complete its counts cover only part of the sweep.
+      var counted = Object.keys(data.counts).reduce(function (n, k) { return n + data.counts[k]; }, 0);
+      if (counted >= XM.boot.count) summary(data.counts);
       redraw();
     });
     source.addEventListener("failure", function (event) { XM.toast(JSON.parse(event.data).error); });
