@@ -12,7 +12,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from xmanager.client.connection import Launcher, LauncherUnavailableError
 from xmanager.ui import api, live, pages
@@ -20,7 +19,7 @@ from xmanager.ui.auth import Guard
 from xmanager.ui.gateway import Gateway
 from xmanager.ui.guard_middleware import GuardMiddleware
 from xmanager.ui.watches import Watches
-from xmanager.ui.web import STATIC_DIR, TEMPLATES, csrf_token, rpc_error
+from xmanager.ui.web import STATIC_DIR, TEMPLATES, Assets, csrf_token, rpc_error
 
 _UNIT = "/experiments/{experiment_id}/units/{work_unit_id}"
 
@@ -41,7 +40,7 @@ def _routes() -> list[Route | Mount]:
         Route(f"/api{_UNIT}/cancel", api.cancel_unit, methods=["POST"]),
         Route(f"/api{_UNIT}/logs", api.log_window),
         Route(f"/api{_UNIT}/logs/follow", live.follow_log),
-        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        Mount("/static", Assets(directory=str(STATIC_DIR)), name="static"),
     ]
 
 

@@ -4,6 +4,7 @@ and turning daemon errors into HTTP answers with the daemon's own message."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import grpc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from xmanager.ui.auth import Guard
@@ -20,6 +22,21 @@ from xmanager.ui.watches import Watches
 _HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=str(_HERE / "templates"))
 STATIC_DIR = _HERE / "static"
+# Part of every asset's URL: browsers cache assets for a day and still see a new version at once.
+ASSET_VERSION = hashlib.sha256(
+    b"".join(path.read_bytes() for path in sorted(STATIC_DIR.iterdir()))
+).hexdigest()[:12]
+TEMPLATES.env.globals["v"] = ASSET_VERSION
+
+
+class Assets(StaticFiles):
+    """The vendored scripts and styles, cacheable (their URLs carry ASSET_VERSION)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["cache-control"] = "public, max-age=86400"
+        return response
+
 
 # gRPC status -> HTTP status for errors the browser caused or can act on.
 _HTTP_STATUS = {
