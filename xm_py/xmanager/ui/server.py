@@ -46,6 +46,8 @@ def serve(
             file=sys.stderr,
         )
         return 1
+    # Listening before the URL is printed: whoever opens it at once is queued, not refused.
+    listener.listen(128)
     port = listener.getsockname()[1]
     host = "127.0.0.1" if not allow_remote else socket.gethostname()
     print(f"xmanager dashboard for the daemon at {launcher.target}", file=out)
