@@ -85,3 +85,25 @@ def test_guard_codes_sessions_csrf() -> None:
     assert guard.csrf_ok(session, guard.csrf_token(session))
     assert not guard.csrf_ok(session, None)
     assert guard.token_matches(" secret\n")
+
+
+def test_a_watched_update_lands_in_the_cached_list() -> None:
+    from xmanager.ui.gateway import Sweep
+
+    unit = pb.WorkUnit(
+        work_unit_id=1,
+        args_json='{"lr": 0.1}',
+        jobs=[pb.Job(name="train", args=["--lr=0.1"])],
+        status=pb.JobStatus(state=pb.JOB_STATE_RUNNING),
+    )
+    listed = Sweep([unit], [rows.hyperparameters(unit.args_json)])
+    update = pb.WorkUnit(
+        work_unit_id=1,
+        jobs=[pb.Job(name="train", status=pb.JobStatus(state=pb.JOB_STATE_SUCCEEDED))],
+        status=pb.JobStatus(state=pb.JOB_STATE_SUCCEEDED, has_exit_code=True),
+    )
+    assert listed.apply(update)
+    assert listed.units[0].status.state == pb.JOB_STATE_SUCCEEDED
+    assert listed.units[0].jobs[0].status.state == pb.JOB_STATE_SUCCEEDED
+    assert list(listed.units[0].jobs[0].args) == ["--lr=0.1"]  # what a watch lacks stays
+    assert not listed.apply(pb.WorkUnit(work_unit_id=2))

@@ -26,6 +26,8 @@ _PAGE = 1000
 # thousands of units takes the daemon seconds, so pages are served from the last list.
 _SWEEP_TTL_SECONDS = 5.0
 _MAX_STREAMS = 256
+# Sweeps whose lists are kept (a 5,000-unit list takes a few MB).
+_MAX_SWEEPS = 16
 
 
 @dataclasses.dataclass
@@ -145,7 +147,9 @@ class Gateway:
                 watch = self.watching.get(experiment_id)
                 if watch is not None:
                     watch.overlay(sweep)  # the watch may have seen newer statuses
-                self._sweeps[experiment_id] = sweep
+                self._sweeps.pop(experiment_id, None)
+                self._sweeps[experiment_id] = sweep  # the newest last
+                self._evict()
                 return sweep
             finally:
                 self._listing.pop(experiment_id, None)
@@ -170,6 +174,12 @@ class Gateway:
             token = page.next_page_token
             if not token:
                 return units
+
+    def _evict(self) -> None:
+        """Keeps the lists of the most recently listed sweeps, and of every watched one."""
+        idle = [e for e in self._sweeps if e not in self.watching]
+        for experiment_id in idle[: max(0, len(self._sweeps) - _MAX_SWEEPS)]:
+            del self._sweeps[experiment_id]
 
     async def first_units(self, experiment_id: int, count: int) -> list[pb.WorkUnit]:
         """The first `count` work units by id: one short call, for a sweep not listed yet."""
