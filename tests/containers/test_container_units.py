@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher_server import job_dirs
-from launcher_server.backends.local import container_config, image_tarball
+from launcher_server.backends.local import container_config
 from launcher_server.backends.local.container_logs import (
     Cursor,
     LogCopier,
@@ -25,6 +25,7 @@ from launcher_server.jobs import JobKey, LaunchSpec
 from tests.containers import images
 from xmanager import xm, xm_local
 from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.oci import image as image_tarball
 from xmanager.xm_local import job_proto, packaging
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.containers.conftest import (
@@ -358,11 +359,13 @@ def test_docker_options_ports_volumes_and_tty(
     assert wait_job(daemon, experiment_id, 2, "main").status.state == pb.JOB_STATE_SUCCEEDED
     assert job_file(daemon, experiment_id, 2, "main", "stdout.log") == b"tty\r\n"
 
+    # Refused when added, by the container backend's check: nothing is recorded.
     bad = pb.DockerOptions(volumes={"relative/dir": "/data"})
-    add_unit(daemon, experiment_id, container_job("main", tarball=test_images.sh, options=bad))
-    status = wait_job(daemon, experiment_id, 3, "main").status
-    assert status.state == pb.JOB_STATE_FAILED
-    assert "host path 'relative/dir' is not absolute" in status.reason
+    with pytest.raises(grpc.RpcError) as refused:
+        add_unit(daemon, experiment_id, container_job("main", tarball=test_images.sh, options=bad))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "host path 'relative/dir' is not absolute" in (refused.value.details() or "")
+    assert len(list_work_units(daemon.client, experiment_id)) == 2
     wait_no_leftovers(docker_client, daemon.state.root)
 
 

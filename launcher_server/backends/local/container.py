@@ -47,7 +47,7 @@ from launcher_server.backends.base import (
     BackendContext,
     BackendUnavailableError,
 )
-from launcher_server.backends.local import container_config, image_tarball, records
+from launcher_server.backends.local import container_config, records
 from launcher_server.backends.local.container_logs import (
     LogCopier,
     multiplexed_messages,
@@ -57,6 +57,7 @@ from launcher_server.backends.local.container_logs import (
 from launcher_server.errors import InvalidArgumentError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec
 from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.oci import image as image_tarball
 
 try:
     import docker
