@@ -31,7 +31,11 @@ code, go = int(sys.argv[1]), sys.argv[2]
 print("\\x1b[32mstarting\\x1b[0m unit", os.environ.get("XM_WORK_UNIT_ID", "?"), flush=True)
 for i in range(int(sys.argv[3]) if len(sys.argv) > 3 else 3):
     print("line", i, flush=True)
+deadline = time.monotonic() + 300
 while go and not os.path.exists(go):
+    # The test is gone (its directory removed) or stuck: don't outlive it.
+    if not os.path.isdir(os.path.dirname(go)) or time.monotonic() > deadline:
+        sys.exit(2)
     time.sleep(0.05)
 if code:
     print("\\x1b[1;31merror:\\x1b[0m failing on purpose", file=sys.stderr, flush=True)
@@ -112,6 +116,7 @@ def make_sweep(
 ) -> tuple[int, Path]:
     """An experiment with one unit per params; unit i exits with codes[i]. With `wait`, every
     job waits for the file `go-<unit id>` in `directory` (returned) before exiting."""
+    directory.mkdir(parents=True, exist_ok=True)
     binary = job_binary(directory)
     created = launcher.stub.CreateExperiment(
         pb.CreateExperimentRequest(

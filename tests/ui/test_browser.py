@@ -71,7 +71,7 @@ def test_a_researchers_tour(
     launcher = ui_daemon.client
     failing, _ = make_sweep(
         launcher,
-        Path(tempfile.mkdtemp(prefix="xm-ui-b-", dir="/tmp")),
+        jobs_dir / "failing",
         [{"lr": 0.1}, {"lr": 0.2}],
         title="browser failing sweep",
         codes=[0, 7],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,9 @@ PARAMS = [
 
 
 @pytest.fixture(scope="module")
-def finished(ui_daemon: DaemonHandle) -> int:
+def finished(ui_daemon: DaemonHandle, jobs_dir: Path) -> int:
     """A finished sweep: units 1, 3, 4 succeed, unit 2 fails with exit code 3."""
-    directory = Path(tempfile.mkdtemp(prefix="xm-ui-f-", dir="/tmp"))
+    directory = jobs_dir / "finished"
     experiment_id, _ = make_sweep(
         ui_daemon.client,
         directory,
@@ -40,15 +42,18 @@ def finished(ui_daemon: DaemonHandle) -> int:
 
 
 @pytest.fixture
-def waiting(ui_daemon: DaemonHandle) -> tuple[int, Path]:
-    """A sweep of two units that run until released."""
+def waiting(ui_daemon: DaemonHandle) -> Iterator[tuple[int, Path]]:
+    """A sweep of two units that run until released (or their directory is removed)."""
     directory = Path(tempfile.mkdtemp(prefix="xm-ui-w-", dir="/tmp"))
-    experiment_id, _ = make_sweep(
-        ui_daemon.client, directory, PARAMS[:2], title="waiting sweep", wait=True
-    )
-    for unit in (1, 2):
-        wait_state(ui_daemon.client, experiment_id, unit, pb.JOB_STATE_RUNNING)
-    return experiment_id, directory
+    try:
+        experiment_id, _ = make_sweep(
+            ui_daemon.client, directory, PARAMS[:2], title="waiting sweep", wait=True
+        )
+        for unit in (1, 2):
+            wait_state(ui_daemon.client, experiment_id, unit, pb.JOB_STATE_RUNNING)
+        yield experiment_id, directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _state(daemon: DaemonHandle, experiment_id: int, unit: int) -> int:
