@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.containers.conftest import (
@@ -359,10 +360,13 @@ def test_docker_options_ports_volumes_and_tty(
     assert job_file(daemon, experiment_id, 2, "main", "stdout.log") == b"tty\r\n"
 
     bad = pb.DockerOptions(volumes={"relative/dir": "/data"})
-    add_unit(daemon, experiment_id, container_job("main", tarball=test_images.sh, options=bad))
-    status = wait_job(daemon, experiment_id, 3, "main").status
-    assert status.state == pb.JOB_STATE_FAILED
-    assert "host path 'relative/dir' is not absolute" in status.reason
+    # Refused when added (the backend's add-time check), before anything is recorded.
+    with pytest.raises(grpc.RpcError) as refused:
+        add_unit(daemon, experiment_id, container_job("main", tarball=test_images.sh, options=bad))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = refused.value.details() or ""
+    assert details.startswith("jobs[0].executor.local: ")
+    assert "host path 'relative/dir' is not absolute" in details
     wait_no_leftovers(docker_client, daemon.state.root)
 
 
