@@ -45,6 +45,9 @@ class LaunchSpec:
     # Names of every job of the work unit (a gang), in the order they were added.
     peers: tuple[str, ...] = ()
     experiment_title: str = ""
+    # Where the launch script ran and its environment (may hold secrets: never log it); local
+    # binaries run with it unless their executor asks for a clean environment.
+    launch_context: pb.LaunchContext | None = None
 
     @property
     def artifact(self) -> pb.Artifact:

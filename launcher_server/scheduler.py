@@ -32,10 +32,11 @@ from launcher_server import validation
 from launcher_server.aggregation import FAILED_STATES, FINAL_STATES
 from launcher_server.backends.base import Backend, BackendUnavailableError
 from launcher_server.backends.registry import BackendRegistry
-from launcher_server.errors import LauncherError
+from launcher_server.errors import InvalidArgumentError, LauncherError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec, UnitKey
 from launcher_server.observations import Flush, HandleAssigned, Item, ObservationQueue, Stop
 from launcher_server.store.store import Store
+from xmanager.launcher import launch_context
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class Scheduler:
         self._units: dict[UnitKey, _Unit] = {}
         self._running = 0
         self._titles: dict[int, str] = {}
+        self._known_contexts: set[str] = set()
+        self._contexts: dict[str, pb.LaunchContext] = {}
         self._stopping = False
         self._threads = [
             threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True),
@@ -134,6 +137,7 @@ class Scheduler:
                 valid.append(i)
             except LauncherError as error:
                 results[i] = error
+        valid = self._resolve_launch_contexts(requests, valid, results)
         if valid:
             outcomes, _ = self._store.add_work_units([requests[i] for i in valid])
             for i, outcome in zip(valid, outcomes, strict=True):
@@ -141,6 +145,60 @@ class Scheduler:
                 if not isinstance(outcome, LauncherError) and outcome[1]:
                     self._enqueue(outcome[0])
         return [result for result in results if result is not None]
+
+    def _resolve_launch_contexts(
+        self,
+        requests: Sequence[pb.AddWorkUnitRequest],
+        valid: list[int],
+        results: list[SubmitResult | None],
+    ) -> list[int]:
+        """Records the launch contexts sent whole and checks the ones named by digest; gives
+        each job its context's digest. Returns the requests still valid."""
+        sent: dict[str, pb.LaunchContext] = {}
+        for i in valid:
+            request = requests[i]
+            if request.HasField("launch_context"):
+                digest = launch_context.digest(request.launch_context)
+                if request.launch_context_digest not in ("", digest):
+                    results[i] = InvalidArgumentError(
+                        "launch_context_digest", "is not the digest of launch_context"
+                    )
+                    continue
+                sent[digest] = request.launch_context
+                request.launch_context_digest = digest
+        named = {requests[i].launch_context_digest for i in valid} - {""} - set(sent)
+        unknown = named - self._known_contexts
+        if unknown:
+            self._known_contexts |= self._store.known_launch_contexts(unknown)
+        if sent:
+            self._store.save_launch_contexts(sent)
+            self._known_contexts |= set(sent)
+        still_valid = []
+        for i in valid:
+            request = requests[i]
+            if results[i] is not None:
+                continue
+            if request.launch_context_digest not in self._known_contexts | {""}:
+                results[i] = InvalidArgumentError(
+                    "launch_context_digest",
+                    "names a launch context this daemon does not know; send launch_context "
+                    "with it (a client sends it whole on each new stream)",
+                )
+                continue
+            for job in request.jobs:
+                job.launch_context_digest = request.launch_context_digest
+            still_valid.append(i)
+        return still_valid
+
+    def _launch_context(self, digest: str) -> pb.LaunchContext | None:
+        if not digest:
+            return None
+        context = self._contexts.get(digest)
+        if context is None:
+            context = self._store.launch_context(digest)
+            if context is not None:
+                self._contexts[digest] = context
+        return context
 
     def _enqueue(self, work_unit: pb.WorkUnit) -> None:
         key = (work_unit.experiment_id, work_unit.work_unit_id)
@@ -320,7 +378,8 @@ class Scheduler:
                 self._report(JobObservation(key, pb.JOB_STATE_FAILED, reason="no backend runs it"))
                 continue
             entry = by_backend.setdefault(id(backend), (backend, []))
-            entry[1].append(_launch_spec(key, job, peers, title))
+            context = self._launch_context(job.launch_context_digest)
+            entry[1].append(_launch_spec(key, job, peers, title, context))
         for backend, specs in by_backend.values():
             if backend.reports_starting:
                 # Before the backend can report RUNNING: one queue keeps them in order.
@@ -453,7 +512,13 @@ class Scheduler:
         ).start()
 
 
-def _launch_spec(key: JobKey, job: pb.Job, peers: tuple[str, ...], title: str) -> LaunchSpec:
+def _launch_spec(
+    key: JobKey,
+    job: pb.Job,
+    peers: tuple[str, ...],
+    title: str,
+    context: pb.LaunchContext | None,
+) -> LaunchSpec:
     env = dict(job.env)
     env.update(
         XM_EXPERIMENT_ID=str(key.experiment_id),
@@ -462,5 +527,11 @@ def _launch_spec(key: JobKey, job: pb.Job, peers: tuple[str, ...], title: str) -
         XM_JOB_PEERS=",".join(peers),
     )
     return LaunchSpec(
-        key=key, job=job, args=tuple(job.args), env=env, peers=peers, experiment_title=title
+        key=key,
+        job=job,
+        args=tuple(job.args),
+        env=env,
+        peers=peers,
+        experiment_title=title,
+        launch_context=context,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,15 @@ from launcher_server.store import adding, conversions, migrate, observing, readi
 from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
 from launcher_server.store.claim import WriterClaim
-from launcher_server.store.models import EVENTS, JOBS, EventRow, ExperimentRow, JobRow, WorkUnitRow
+from launcher_server.store.models import (
+    EVENTS,
+    JOBS,
+    EventRow,
+    ExperimentRow,
+    JobRow,
+    LaunchContextRow,
+    WorkUnitRow,
+)
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -406,6 +414,46 @@ class Store:
                 transaction, self._active, observations, handles or {}, conversions.now()
             )
         return transaction.updates
+
+    # -- launch contexts -----------------------------------------------------------------------
+
+    def save_launch_contexts(self, contexts: Mapping[str, pb.LaunchContext]) -> None:
+        """Records launch contexts by digest (those already known are left as they are)."""
+        with self._write() as transaction:
+            session = transaction.session
+            known = set(
+                session.scalars(
+                    select(LaunchContextRow.digest).where(
+                        LaunchContextRow.digest.in_(list(contexts))
+                    )
+                )
+            )
+            for digest, context in contexts.items():
+                if digest not in known:
+                    session.add(
+                        LaunchContextRow(
+                            digest=digest,
+                            working_directory=context.working_directory,
+                            env=dict(context.env),
+                        )
+                    )
+
+    def known_launch_contexts(self, digests: Iterable[str]) -> set[str]:
+        with self._read() as session:
+            return set(
+                session.scalars(
+                    select(LaunchContextRow.digest).where(
+                        LaunchContextRow.digest.in_(list(digests))
+                    )
+                )
+            )
+
+    def launch_context(self, digest: str) -> pb.LaunchContext | None:
+        with self._read() as session:
+            row = session.get(LaunchContextRow, digest)
+            if row is None:
+                return None
+            return pb.LaunchContext(working_directory=row.working_directory, env=row.env)
 
     # -- events --------------------------------------------------------------------------------
 

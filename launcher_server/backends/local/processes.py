@@ -126,14 +126,28 @@ class LocalProcessBackend(Backend):
             raise ValueError(f"{path} is missing or not executable")
         if binary.sha256 and self._sha256(path) != binary.sha256:
             raise ValueError(f"binary {path} changed since it was packaged; package it again")
-        env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-        env.update(spec.env)
+        context = spec.launch_context
+        if context is not None and not spec.executor.local.clean_environment:
+            # XManager's local semantics: where the launch script ran, with its environment,
+            # then the executable's and the job's env_vars (both in spec.env), unbuffered.
+            env = {**context.env, **spec.env, "PYTHONUNBUFFERED": "1"}
+            cwd = context.working_directory
+            if not os.path.isdir(cwd):
+                raise ValueError(
+                    f"the launch script's working directory {cwd} no longer exists; run the "
+                    "job with Local(clean_environment=True) or recreate the directory"
+                )
+        else:
+            env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+            env.update(spec.env)
+            cwd = ""
         request = supervisor.Request(
             key=[spec.key.experiment_id, spec.key.work_unit_id, spec.key.job_name],
             argv=[path, *spec.args],
             env=env,
             job_dir=str(job_dir),
             log_cap=self._log_cap,
+            cwd=cwd,
         )
         body = json.dumps(dataclasses.asdict(request)).encode()
         frame = struct.pack(">I", len(body)) + body

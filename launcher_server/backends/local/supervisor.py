@@ -78,6 +78,8 @@ class Request:
     env: dict[str, str]
     job_dir: str
     log_cap: int
+    # The working directory; empty: a private one in the job directory.
+    cwd: str = ""
 
     @classmethod
     def from_json(cls, data: bytes) -> Request:
@@ -248,8 +250,8 @@ class Supervisor:
 
     def _start(self, request: Request) -> None:
         job_dir = Path(request.job_dir)
-        workdir = f"{request.job_dir}/{records.WORKDIR}"
-        self._make_dirs(request.job_dir, workdir)
+        workdir = request.cwd or f"{request.job_dir}/{records.WORKDIR}"
+        self._make_dirs(request.job_dir, "" if request.cwd else workdir)
         logs = JobLogs(job_dir, request.log_cap)
         started_path = f"{request.job_dir}/{records.STARTED}"
         # Written before the spawn (pid 0: "starting"): if this process dies before recording
@@ -332,8 +334,9 @@ class Supervisor:
                 os.makedirs(os.path.dirname(job_dir), exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(job_dir)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(workdir)
+        if workdir:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(workdir)
 
     def _copy(self, job: _Job, fd: int) -> None:
         data = os.read(fd, _READ_SIZE)
