@@ -33,7 +33,7 @@ from launcher_server.observations import ObservationQueue
 from launcher_server.scheduler import Scheduler
 from launcher_server.service import LauncherService
 from launcher_server.store.store import Store
-from xmanager.client.connection import MAX_MESSAGE_BYTES
+from xmanager.launcher.contract import MAX_MESSAGE_BYTES
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 from xmanager.state_dir import StateDir

@@ -36,7 +36,7 @@ from launcher_server.errors import InvalidArgumentError, LauncherError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec, UnitKey
 from launcher_server.observations import Flush, HandleAssigned, Item, ObservationQueue, Stop
 from launcher_server.store.store import Store
-from xmanager.launcher import launch_context
+from xmanager.launcher import contract, launch_context
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -521,10 +521,7 @@ def _launch_spec(
 ) -> LaunchSpec:
     env = dict(job.env)
     env.update(
-        XM_EXPERIMENT_ID=str(key.experiment_id),
-        XM_WORK_UNIT_ID=str(key.work_unit_id),
-        XM_JOB_NAME=key.job_name,
-        XM_JOB_PEERS=",".join(peers),
+        contract.launcher_env(key.experiment_id, key.work_unit_id, key.job_name, list(peers))
     )
     return LaunchSpec(
         key=key,

@@ -276,7 +276,7 @@ def test_a_graceful_daemon_restart_reattaches_running_jobs(state_dir: Path, tmp_
     daemon.start()
     try:
         job = make_executable(
-            tmp_path / "long.sh", "#!/bin/sh\necho before\nsleep 2\necho after\nexit 7\n"
+            tmp_path / "long.sh", "#!/bin/sh\necho before\nsleep 6\necho after\nexit 7\n"
         )
         experiment_id = _experiment(daemon)
         _add(daemon, experiment_id, local_job("main", job))

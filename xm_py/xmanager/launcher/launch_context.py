@@ -23,9 +23,7 @@ def digest(context: pb.LaunchContext) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def capture(
-    environ: Mapping[str, str] | None = None, cwd: str | None = None
-) -> pb.LaunchContext:
+def capture(environ: Mapping[str, str] | None = None, cwd: str | None = None) -> pb.LaunchContext:
     """This process's working directory and environment."""
     return pb.LaunchContext(
         working_directory=cwd if cwd is not None else os.getcwd(),
