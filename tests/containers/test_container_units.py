@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from launcher_server import job_dirs
-from launcher_server.backends.local import image_tarball
 from launcher_server.backends.local.containers import options
 from launcher_server.backends.local.containers.images import ChunkReader
 from launcher_server.backends.local.containers.log_stream import (
@@ -27,6 +26,7 @@ from launcher_server.jobs import JobKey, LaunchSpec
 from tests.containers import images
 from xmanager import xm, xm_local
 from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.oci import image as image_tarball
 from xmanager.xm_local import job_proto, packaging
 
 

@@ -2,7 +2,7 @@
 
 An image tarball is loaded once per image ID: concurrent jobs of one image wait for the first
 load, and a tarball's identity is read once per file version. A load sends only the layers the
-engine lacks (image_tarball.load_stream), and sends them all again should the engine have
+engine lacks (xmanager.oci.image.load_stream), and sends them all again should the engine have
 dropped one meanwhile. Images are never pulled: a reference must name an image already loaded.
 """
 
@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from launcher_server.backends.local import image_tarball
 from launcher_server.backends.local.containers.engine import (
     ENGINE_ERRORS,
     APIError,
@@ -25,6 +24,7 @@ from launcher_server.backends.local.containers.engine import (
     explain,
 )
 from xmanager.launcher.v1 import launcher_pb2 as pb
+from xmanager.oci import image as oci_image
 
 _log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Images:
         self._image_locks: collections.defaultdict[str, threading.Lock] = collections.defaultdict(
             threading.Lock
         )
-        self._tarballs: dict[tuple[str, int, int, int], image_tarball.TarballImage] = {}
+        self._tarballs: dict[tuple[str, int, int, int], oci_image.Image] = {}
         self._image_chain_ids: dict[str, list[str]] = {}
 
     def ensure(self, client: Client, image: pb.OciImage) -> str:
@@ -94,7 +94,7 @@ class Images:
         with self._lock:
             return self._image_locks[image_id]
 
-    def _tarball(self, path: Path) -> image_tarball.TarballImage:
+    def _tarball(self, path: Path) -> oci_image.Image:
         """The tarball's image identity, cached by file identity and modification time."""
         try:
             stat = path.stat()
@@ -104,7 +104,7 @@ class Images:
         with self._lock:
             info = self._tarballs.get(identity)
         if info is None:
-            info = image_tarball.read(path)
+            info = oci_image.read(path)
             with self._lock:
                 self._tarballs[identity] = info
         return info
@@ -117,11 +117,11 @@ class Images:
             return False
         return True
 
-    def _load(self, client: Client, info: image_tarball.TarballImage) -> None:
-        skip = image_tarball.skippable_layers(info, self._engine_chain_ids(client))
+    def _load(self, client: Client, info: oci_image.Image) -> None:
+        skip = oci_image.skippable_layers(info, self._engine_chain_ids(client))
         started = time.monotonic()
         try:
-            client.images.load(ChunkReader(image_tarball.load_stream(info, skip)))
+            client.images.load(ChunkReader(oci_image.load_stream(info, skip)))
         except DockerException as error:
             if not skip:
                 raise ValueError(
@@ -130,7 +130,7 @@ class Images:
             # The engine dropped a layer it had (an image removed meanwhile): send them all.
             _log.info("loading %s again with all its layers: %s", info.path, error)
             skip = set()
-            client.images.load(ChunkReader(image_tarball.load_stream(info)))
+            client.images.load(ChunkReader(oci_image.load_stream(info)))
         if not self._has_image(client, info.config_digest):
             raise ValueError(
                 f"loading image tarball {info.path} did not produce image {info.config_digest}; "
@@ -159,7 +159,7 @@ class Images:
                     layers = client.images.get(image_id).attrs["RootFS"].get("Layers") or []
                 except (*ENGINE_ERRORS, KeyError):  # type: ignore[misc]
                     continue
-                chain = self._image_chain_ids[image_id] = image_tarball.chain_ids(layers)
+                chain = self._image_chain_ids[image_id] = oci_image.chain_ids(layers)
             result.update(chain)
         return result
 
