@@ -52,8 +52,8 @@ import pytest
 
 from launcher_server.aggregation import FINAL_STATES
 from launcher_server.backends.base import Backend, BackendContext
-from launcher_server.backends.local.container import LocalContainerBackend
-from launcher_server.backends.local.container_config import INSTANCE_LABEL, instance_id
+from launcher_server.backends.local.containers.backend import LocalContainerBackend
+from launcher_server.backends.local.containers.options import INSTANCE_LABEL, instance_id
 from launcher_server.backends.local.processes import LocalProcessBackend
 from launcher_server.config import DaemonConfig
 from launcher_server.job_dirs import JobDirs

@@ -7,6 +7,7 @@
     xmanager wait EXP[/WU]
     xmanager logs EXP[/WU[/JOB]] [-f]
     xmanager cancel EXP[/WU]
+    xmanager ui [--port PORT] [--allow_remote]
     xmanager completion bash|zsh
 
 Errors are one line on stderr; the exit code is 0 on success, 1 on failure, 2 on bad usage.
@@ -430,6 +431,33 @@ def cancel(target: str) -> None:
             ),
         ).work_unit
         click.echo(f"{experiment_id}/{work_unit_id}: {json_output.state_name(unit.status.state)}")
+
+
+@cli.command()
+@state_dir_option
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="TCP port (0 picks a free one).",
+)
+@click.option(
+    "--allow_remote",
+    "--allow-remote",
+    is_flag=True,
+    help="Serve other hosts too, not only loopback (the login still protects it).",
+)
+def ui(port: int, allow_remote: bool) -> None:
+    """Serve the web dashboard; prints a one-time login URL (docs/ui.md)."""
+    try:
+        # Imported here: the web stack is only needed by this command.
+        from xmanager.ui import server  # noqa: PLC0415
+    except ImportError as error:
+        raise CliError(
+            f"the dashboard needs {error.name}: install xmanager-bazel[ui] (or ./setup.sh setup)"
+        ) from None
+    sys.exit(server.serve(state_dir=_state_dir(), port=port, allow_remote=allow_remote))
 
 
 @cli.command()
