@@ -9,7 +9,7 @@ import re
 
 from google.cloud import aiplatform_v1 as aip
 
-from launcher_server.backends.vertex import machines
+from xmanager.cloud import vertex_machines as machines
 
 PARENT = re.compile(
     r"projects/([a-z0-9][a-z0-9-]{0,61}[a-z0-9]|[0-9]+)/locations/([a-z]+-[a-z]+[0-9]+)"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from launcher_server.backends.vertex import machines as m
-from launcher_server.backends.vertex.machines import MachineSpec as S
+from xmanager.cloud import vertex_machines as m
+from xmanager.cloud.vertex_machines import MachineSpec as S
 
 GiB = 2**30
 

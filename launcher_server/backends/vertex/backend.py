@@ -22,13 +22,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from launcher_server.backends.base import Availability, Backend, BackendContext
-from launcher_server.backends.vertex import connection, custom_job, machines, states
+from launcher_server.backends.vertex import connection, custom_job, states
 from launcher_server.backends.vertex.custom_job import Target
 from launcher_server.backends.vertex.logs import CloudLoggingSource, Where
 from launcher_server.backends.vertex.poller import Poller
 from launcher_server.errors import FailedPreconditionError, InvalidArgumentError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec, UnitKey
 from launcher_server.logs import LogSource
+from xmanager.cloud import vertex_machines as machines
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)

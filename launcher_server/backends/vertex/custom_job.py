@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from launcher_server.backends.vertex import machines
 from launcher_server.jobs import JobKey, LaunchSpec
+from xmanager.cloud import vertex_machines as machines
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 MAX_POOLS = 4

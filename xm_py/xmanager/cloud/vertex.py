@@ -14,9 +14,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from launcher_server.backends.vertex import machines
 from xmanager import xm
 from xmanager.cloud import auth, utils
+from xmanager.cloud import vertex_machines as machines
 from xmanager.xm import resources
 from xmanager.xm_local import executors
 
