@@ -37,3 +37,9 @@ class StoreVersionError(LauncherError):
     """The database was written by a newer daemon than this one."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class OutOfRangeError(LauncherError):
+    """A position beyond what exists (e.g. a resume point after the last event)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE

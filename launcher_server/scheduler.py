@@ -26,6 +26,8 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+import sqlalchemy.exc
+
 from launcher_server.aggregation import FAILED_STATES, FINAL_STATES
 from launcher_server.backends.base import (
     Backend,
@@ -48,6 +50,13 @@ _LINGER_SECONDS = 0.01
 _RECORD_RETRY_SECONDS = 60.0
 
 UnitKey = tuple[int, int]
+
+
+def _is_transient(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """A lost connection or a busy database, not a refusal of what was written."""
+    return error.connection_invalidated or isinstance(
+        error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
+    )
 
 
 def backend_name(job: pb.Job) -> str:
@@ -376,13 +385,29 @@ class Scheduler:
                 return stop
 
     def _record_with_retries(self, batch: Sequence[JobObservation]) -> None:
-        """Records a batch, retrying a failing store (e.g. a restarting PostgreSQL server)."""
+        """Records a batch, retrying a failing store (e.g. a restarting PostgreSQL server).
+
+        A batch the database refuses for its content is recorded one observation at a time, so
+        one bad observation neither holds up nor drops the others.
+        """
         delay = 0.1
         deadline = time.monotonic() + _RECORD_RETRY_SECONDS
         while True:
             try:
                 self._record(batch)
                 return
+            except sqlalchemy.exc.DBAPIError as error:
+                if not _is_transient(error):
+                    self._record_one_by_one(batch, error)
+                    return
+                if time.monotonic() > deadline:
+                    _log.exception("recording %d observations failed; giving up", len(batch))
+                    return
+                _log.warning(
+                    "recording %d observations failed; retrying", len(batch), exc_info=True
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
             except Exception:
                 if time.monotonic() > deadline:
                     # The next daemon start reconciles these jobs from their records.
@@ -394,11 +419,25 @@ class Scheduler:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _record_one_by_one(self, batch: Sequence[JobObservation], error: Exception) -> None:
+        _log.warning("the store refused a batch of %d observations (%s)", len(batch), error)
+        for observation in batch:
+            try:
+                self._record([observation])
+            except Exception:
+                # The next daemon start reconciles this job from its backend.
+                _log.exception("the store refused an observation; dropped: %s", observation)
+
     def _record(self, batch: Sequence[JobObservation]) -> None:
         with self._lock:
             handles = self._pending_handles
             self._pending_handles = {}
-        updates = self._store.apply_observations(batch, handles)
+        try:
+            updates = self._store.apply_observations(batch, handles)
+        except Exception:
+            with self._lock:  # not lost: recorded with the next batch that succeeds
+                self._pending_handles = {**handles, **self._pending_handles}
+            raise
         failed: list[tuple[UnitKey, str, str]] = []
         for update in updates:
             event = update.event

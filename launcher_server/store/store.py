@@ -9,6 +9,7 @@ locks. Reads never wait for writes (SQLite in WAL mode, PostgreSQL's MVCC).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,10 +21,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from launcher_server import aggregation
+from launcher_server import aggregation, limits
 from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
-from launcher_server.store import adding, conversions, migrate, observing, reading
+from launcher_server.store import adding, conversions, deleting, migrate, observing, reading
 from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
 from launcher_server.store.claim import WriterClaim
@@ -170,7 +171,10 @@ class Store:
             query = query.where(ExperimentRow.id < after)
         if request.title_contains:
             query = query.where(
-                func.lower(ExperimentRow.title).contains(request.title_contains.lower())
+                func.lower(ExperimentRow.title).contains(
+                    request.title_contains.lower(),
+                    autoescape=True,  # % and _ are literal
+                )
             )
         if request.creator:
             query = query.where(ExperimentRow.creator == request.creator)
@@ -184,6 +188,7 @@ class Store:
             )
         wanted_tags = set(request.tags)
         response = pb.ListExperimentsResponse()
+        budget = limits.MAX_RESPONSE_BYTES
         with self._read() as session:
             # Tags are JSON lists: filtered here, scanning pages until enough match.
             batch_after = after
@@ -197,12 +202,15 @@ class Store:
                 for row in rows:
                     if wanted_tags and not wanted_tags <= set(row.tags):
                         continue
-                    if len(response.experiments) == size:
+                    message = self._experiment_message(session, row)
+                    budget -= message.ByteSize()
+                    # A page ends at its size, or at its bytes (never empty).
+                    if len(response.experiments) == size or (budget < 0 and response.experiments):
                         response.next_page_token = conversions.page_token(
                             response.experiments[-1].id
                         )
                         return response
-                    response.experiments.append(self._experiment_message(session, row))
+                    response.experiments.append(message)
                 batch_after = rows[-1].id
                 if not wanted_tags and len(rows) <= size:
                     break
@@ -238,6 +246,13 @@ class Store:
                 )
             )
             return self._experiment_message(session, row)
+
+    def delete_experiment(self, experiment_id: int) -> int:
+        """Deletes an experiment whose units are all final; returns how many units it had."""
+        with self._write() as transaction:
+            keys = deleting.delete_experiment(transaction, experiment_id, conversions.now())
+        self._units.invalidate(keys)
+        return len(keys)
 
     def experiment_ids_with_active_work(self) -> list[int]:
         with self._read() as session:
@@ -345,9 +360,16 @@ class Store:
             more = len(keys) > size
             keys = keys[:size]
             units = reading.load_units(connection, keys)
-        response = pb.ListWorkUnitsResponse(work_units=[units[key] for key in keys])
+        response = pb.ListWorkUnitsResponse()
+        budget = limits.MAX_RESPONSE_BYTES
+        for key in keys:
+            budget -= units[key].ByteSize()
+            if budget < 0 and response.work_units:  # a page ends at its bytes too
+                more = True
+                break
+            response.work_units.append(units[key])
         if more:
-            response.next_page_token = conversions.page_token(keys[-1][1])
+            response.next_page_token = conversions.page_token(response.work_units[-1].work_unit_id)
         return response
 
     def work_unit_ids(self, experiment_id: int, *, active_only: bool = False) -> list[int]:
@@ -401,6 +423,16 @@ class Store:
     ) -> list[WatchUpdate]:
         """Applies backend observations in one transaction; returns the events appended, each
         with its unit's status after the batch (see `observing.apply_observations`)."""
+        # Backends' text (a process's reason, a container engine's message) may hold
+        # anything; what is stored must be storable on every database.
+        observations = [
+            dataclasses.replace(
+                o,
+                reason=limits.clean_text(o.reason),
+                native_state=limits.clean_text(o.native_state),
+            )
+            for o in observations
+        ]
         with self._write() as transaction:
             observing.apply_observations(
                 transaction, self._active, observations, handles or {}, conversions.now()

@@ -274,7 +274,9 @@ class LocalContainerBackend(Backend):
         return self._jobs_root / str(key.experiment_id) / str(key.work_unit_id) / key.job_name
 
     def start(self, spec: LaunchSpec) -> str:
-        container_config.check_options(spec)
+        container_config.check_options(
+            spec, container_config.protected_paths(self._jobs_root.parent, self._docker_host)
+        )
         image = spec.artifact.oci_image
         if image.WhichOneof("source") == "tarball_path" and not os.path.isfile(image.tarball_path):
             raise ValueError(f"image tarball {image.tarball_path} does not exist; build it first")

@@ -145,10 +145,12 @@ def cmd_daemon(args: Sequence[str]) -> int:
         print(display.server_info(launcher.server_info, state))
         return 0
     if action == "stop":
-        if daemon_process.stop(state):
-            print("stopped")
-        else:
-            print(f"not running ({state.root})")
+        try:
+            stopped = daemon_process.stop(state)
+        except (TimeoutError, OSError) as error:
+            print(f"xmanager daemon stop: {error}; see {state.log}", file=sys.stderr)
+            return 1
+        print("stopped" if stopped else f"not running ({state.root})")
         return 0
     if FLAGS.foreground:
         # Imported here: the server side is only needed to run a daemon in this process.
