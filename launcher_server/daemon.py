@@ -84,22 +84,13 @@ class DaemonAlreadyRunningError(RuntimeError):
     pass
 
 
-def acquire_lock(state_dir: StateDir, *, exposed: bool = False) -> IO[str]:
-    """Holds the state directory's lock for the life of the process: one daemon per directory.
-
-    `exposed`: the lock file was readable by others until now, so another user may hold it
-    open (and locked) to keep every daemon out; it is then replaced by a fresh private file
-    when no daemon's pid file names a live process.
-    """
+def acquire_lock(state_dir: StateDir) -> IO[str]:
+    """Holds the state directory's lock for the life of the process: one daemon per directory."""
     handle = private_dir.open_private(state_dir.lock, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        if exposed and not _daemon_alive(state_dir):
-            _log.warning("%s was held by another process; replacing it", state_dir.lock)
-            private_dir.replace_private(state_dir.lock)
-            return acquire_lock(state_dir)
         pid = state_dir.pid.read_text().strip() if state_dir.pid.exists() else "?"
         raise DaemonAlreadyRunningError(
             f"a launcher daemon (pid {pid}) already runs for {state_dir.root}; "
@@ -149,7 +140,14 @@ class Daemon:
             check_listen_address(config.listen, config.allow_remote)
         limits.check_grace(config.grace_period.total_seconds(), "--grace_period_seconds")
         exposed = private_dir.secure(state)
-        self._lock = acquire_lock(state, exposed=state.lock in exposed)
+        if not _daemon_alive(state):
+            # Lock files others could open until now: they may hold them open (and locked)
+            # to keep every daemon out. Fresh ones leave them holding nothing.
+            for path in sorted(exposed):
+                if path.name.endswith(".lock"):
+                    _log.warning("replacing %s, which other users could open", path)
+                    private_dir.replace_private(path)
+        self._lock = acquire_lock(state)
         private_dir.create_private_file(state.pid)
         state.pid.write_text(f"{os.getpid()}\n")
         if not config.db_url:

@@ -43,3 +43,9 @@ class OutOfRangeError(LauncherError):
     """A position beyond what exists (e.g. a resume point after the last event)."""
 
     code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class UnavailableError(LauncherError):
+    """The daemon cannot serve the call now (e.g. it is stopping); the client retries."""
+
+    code = grpc.StatusCode.UNAVAILABLE

@@ -29,6 +29,7 @@ from launcher_server.errors import (
     LauncherError,
     NotFoundError,
     OutOfRangeError,
+    UnavailableError,
 )
 from launcher_server.event_hub import EventHub, Update, watch_response
 from launcher_server.scheduler import Scheduler
@@ -289,7 +290,7 @@ class LauncherService(pb_grpc.LauncherServicer):
                 if finished:
                     return
                 if self._hub.closed:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "the daemon is stopping; resume")
+                    raise UnavailableError("the daemon is stopping; resume")
                 self._hub.wait_beyond(sequence, _WATCH_POLL_SECONDS)
                 continue
             sequence = up_to

@@ -25,11 +25,15 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 _SERVICE = "/xmanager.launcher.v1.Launcher/"
 
 
+def _call(call: object, *args: object) -> None:
+    result = call(*args, timeout=30)  # type: ignore[operator]
+    if isinstance(result, Iterator):
+        list(result)
+
+
 def _refused(call: object, *args: object) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as refused:
-        result = call(*args, timeout=30)  # type: ignore[operator]
-        if isinstance(result, Iterator):
-            list(result)
+        _call(call, *args)
     return refused.value
 
 
@@ -44,7 +48,9 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_executable(tmp_path_factory.mktemp("bin") / "ok.sh", "#!/bin/sh\nexit 0\n")
 
 
-def _unit(experiment_id: int, binary: Path, request_id: str, work_unit_id: int = 0) -> object:
+def _unit(
+    experiment_id: int, binary: Path, request_id: str, work_unit_id: int = 0
+) -> pb.AddWorkUnitRequest:
     return pb.AddWorkUnitRequest(
         experiment_id=experiment_id,
         request_id=request_id,
@@ -154,14 +160,16 @@ def test_supervisor_waits_at_most_an_hour_whatever_its_timers(tmp_path: Path) ->
     # 30 days: beyond what select() takes (a C int of milliseconds, 24.8 days).
     loop._timers.append((time.monotonic() + 30 * 86400, 1))
     timeout = loop._timeout()
-    assert timeout is not None and timeout <= 3600
+    assert timeout is not None
+    assert timeout <= 3600
     with selectors.DefaultSelector() as selector:
         selector.select(timeout=0 if timeout is None else min(timeout, 0.01))
     # Whatever a cancel request holds, its grace is a timer the loop can hold.
     for written in ("1e400", "NaN", "-5", '"soon"'):
         (tmp_path / records.CANCEL).write_text(f'{{"grace_seconds": {written}}}')
         grace = records.read_cancel_grace(tmp_path)
-        assert grace is not None and 0 <= grace < float("inf")
+        assert grace is not None
+        assert 0 <= grace < float("inf")
 
 
 # -- strings (defects 5 and 8) ----------------------------------------------------------------
@@ -221,7 +229,7 @@ def test_invalid_utf8_is_invalid_argument_not_internal(shared_daemon: DaemonHand
     # CreateExperimentRequest{experiment{title: b"\xff"}}: field 1 (message), field 2 (string).
     raw = b"\x0a\x03\x12\x01\xff"
     with _raw_channel(shared_daemon) as channel:
-        call = channel.unary_unary(_SERVICE + "CreateExperiment")
+        call = channel.unary_unary(_SERVICE + "CreateExperiment", None, None)
         error = _refused(call, raw)
         garbage = _refused(call, b"\xff\xff\xff\xff")
     assert error.code() == INVALID, error.details()
