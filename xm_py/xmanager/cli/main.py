@@ -6,6 +6,7 @@
     xmanager show EXP
     xmanager logs EXP[/WU[/JOB]] [-f]
     xmanager cancel EXP[/WU]
+    xmanager delete EXP
 
 Errors are one line on stderr; the exit code is 0 on success, 1 on failure, 2 on bad usage.
 """
@@ -260,6 +261,20 @@ def cmd_cancel(args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_delete(args: Sequence[str]) -> int:
+    if len(args) != 1:
+        raise app.UsageError("delete: expected one experiment id")
+    experiment_id, work_unit_id, _ = parse_target(args[0])
+    if work_unit_id is not None:
+        raise app.UsageError("delete: experiments are deleted whole: use EXP")
+    launcher = _launcher()
+    response = launcher.call(
+        launcher.stub.DeleteExperiment, pb.DeleteExperimentRequest(experiment_id=experiment_id)
+    )
+    print(f"deleted experiment {experiment_id} ({response.deleted_work_units} work unit(s))")
+    return 0
+
+
 COMMANDS = {
     "launch": cmd_launch,
     "daemon": cmd_daemon,
@@ -267,6 +282,7 @@ COMMANDS = {
     "show": cmd_show,
     "logs": cmd_logs,
     "cancel": cmd_cancel,
+    "delete": cmd_delete,
 }
 
 
