@@ -363,6 +363,15 @@ def test_docker_options_ports_volumes_and_tty(
     status = wait_job(daemon, experiment_id, 3, "main").status
     assert status.state == pb.JOB_STATE_FAILED
     assert "host path 'relative/dir' is not absolute" in status.reason
+
+    for unit, host in enumerate(["/var/run/docker.sock", str(daemon.state.root)], start=4):
+        exposing = pb.DockerOptions(volumes={host: "/mnt"})
+        add_unit(
+            daemon, experiment_id, container_job("main", tarball=test_images.sh, options=exposing)
+        )
+        status = wait_job(daemon, experiment_id, unit, "main").status
+        assert status.state == pb.JOB_STATE_FAILED
+        assert "mount a narrower directory" in status.reason
     wait_no_leftovers(docker_client, daemon.state.root)
 
 

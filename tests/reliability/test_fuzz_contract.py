@@ -166,6 +166,8 @@ def _requests(draw: st.DrawFn) -> tuple[_descriptor.MethodDescriptor, list[bytes
     return method, [draw(wire_bytes(method.input_type)) for _ in range(count)]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120 + EXAMPLES)
 def test_no_request_gets_internal_or_hangs_or_changes_others(target: FuzzTarget) -> None:
     @settings(
         max_examples=EXAMPLES,
