@@ -7,7 +7,6 @@ to stop (SIGTERM or SIGINT). Running jobs survive the daemon: they belong to the
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import datetime
 import fcntl
 import ipaddress
@@ -25,18 +24,19 @@ from absl import app, flags
 
 import xmanager
 from launcher_server import auth, limits, parsing, private_dir
-from launcher_server.backends.base import Backend
-from launcher_server.backends.local import records
-from launcher_server.backends.local.backend import LocalProcessBackend
-from launcher_server.backends.local.container import LocalContainerBackend
-from launcher_server.backends.local.container_config import instance_id
-from launcher_server.backends.unavailable import UnavailableBackend
+from launcher_server.backends.base import BackendContext
+from launcher_server.backends.registry import BackendRegistry
+from launcher_server.config import DaemonConfig
 from launcher_server.event_hub import EventHub
+from launcher_server.job_dirs import JobDirs
+from launcher_server.jobs import JobKey
+from launcher_server.observations import ObservationQueue
 from launcher_server.scheduler import Scheduler
 from launcher_server.service import LauncherService
 from launcher_server.store.store import Store
 from xmanager.client import daemon_process
 from xmanager.client.connection import MAX_MESSAGE_BYTES
+from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 
 _log = logging.getLogger("launcher_server")
@@ -53,31 +53,6 @@ READY_LINE = "xmanager launcher ready"
 STOP_SECONDS = 15.0
 # In-flight calls get this long to finish when the daemon stops; then they are cancelled.
 _CALLS_GRACE_SECONDS = 2.0
-
-
-@dataclasses.dataclass(frozen=True)
-class DaemonConfig:
-    state_dir: StateDir
-    # SQLAlchemy URL; empty means SQLite in the state directory.
-    db_url: str = ""
-    # Optional "host:port" TCP listener (bearer token required).
-    listen: str = ""
-    allow_remote: bool = False
-    max_running_jobs: int = 0  # 0: 8 per CPU core
-    grace_period: datetime.timedelta = datetime.timedelta(seconds=10)
-    log_cap_bytes: int = 64 * 1024 * 1024
-    # Each streaming call (a watch, a follow of logs, a sweep's adds) holds a thread.
-    rpc_threads: int = 64
-    # Docker Engine's address; empty means $DOCKER_HOST, else unix:///var/run/docker.sock.
-    docker_host: str = ""
-
-    @property
-    def store_url(self) -> str:
-        return self.db_url or f"sqlite:///{self.state_dir.database}"
-
-    @property
-    def running_job_limit(self) -> int:
-        return self.max_running_jobs or 8 * (os.cpu_count() or 1)
 
 
 class DaemonAlreadyRunningError(RuntimeError):
@@ -131,7 +106,6 @@ class Daemon:
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._lock: IO[str] | None = None
-        self._backends: dict[str, Backend] = {}
 
     def start(self) -> None:
         config = self.config
@@ -156,40 +130,23 @@ class Daemon:
         self.store = Store.open(config.store_url)
         self.hub = EventHub(self.store.last_event_sequence())
         self.store.set_publisher(self.hub.publish)
-        self.store.set_log_locator(
-            lambda experiment_id, work_unit_id, job_name: str(
-                state.job_dir(experiment_id, work_unit_id, job_name) / records.LOGS["output"]
-            )
+        observations = ObservationQueue()
+        self.backends = BackendRegistry.from_context(
+            BackendContext(report=observations.put, job_dirs=JobDirs(state.jobs), config=config)
         )
+
+        def log_location(key: JobKey, job: pb.Job) -> str:
+            backend = self.backends.find(job)
+            return backend.log_location(key, "") if backend is not None else ""
+
+        self.store.set_log_locator(log_location)
         self.scheduler = Scheduler(
             self.store,
-            state,
+            self.backends,
+            observations,
             max_running_jobs=config.running_job_limit,
             grace_period=config.grace_period,
         )
-        self._backends = {
-            "local": LocalProcessBackend(
-                state.jobs,
-                self.scheduler.report,
-                log_cap_bytes=config.log_cap_bytes,
-                run_dir=state.run,
-            ),
-            "local_container": LocalContainerBackend(
-                state.jobs,
-                self.scheduler.report,
-                instance=instance_id(state.root),
-                docker_host=config.docker_host,
-                log_cap_bytes=config.log_cap_bytes,
-            ),
-            "vertex": UnavailableBackend(
-                "vertex", "the Vertex AI backend is not available in this version of the launcher"
-            ),
-            "kubernetes": UnavailableBackend(
-                "kubernetes",
-                "the Kubernetes backend is not available in this version of the launcher",
-            ),
-        }
-        self.scheduler.set_backends(self._backends)
         self.scheduler.start()
         self.scheduler.recover()
         token = None
@@ -197,7 +154,7 @@ class Daemon:
             if state.token in exposed:
                 state.token.unlink()  # others could read it: a new one
             token = auth.load_or_create_token(state.token)
-        service = LauncherService(self.store, self.scheduler, self.hub, state, token=token)
+        service = LauncherService(self.store, self.scheduler, self.hub, token=token)
         self._server = self._build_server(service)
         self._server.start()
         os.chmod(state.socket, 0o600)
@@ -252,8 +209,7 @@ class Daemon:
         if self._server is not None:
             self._server.stop(grace=_CALLS_GRACE_SECONDS).wait(_CALLS_GRACE_SECONDS + 3)
         self.scheduler.stop()
-        for backend in self._backends.values():
-            backend.close()
+        self.backends.close()
         self.store.close()
         self.config.state_dir.socket.unlink(missing_ok=True)
         self.config.state_dir.tcp_address.unlink(missing_ok=True)

@@ -46,6 +46,6 @@ class OutOfRangeError(LauncherError):
 
 
 class UnavailableError(LauncherError):
-    """The daemon cannot serve the call now (e.g. it is stopping); the client retries."""
+    """The daemon cannot serve the call now (it is stopping); the client may retry."""
 
     code = grpc.StatusCode.UNAVAILABLE

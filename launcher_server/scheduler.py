@@ -1,16 +1,18 @@
-"""Turns recorded work units into running jobs, and backend observations into recorded statuses.
+"""Turns added work units into running jobs, and backend observations into recorded statuses.
 
-Two threads do the work:
+`submit` is the one path by which work units enter: validate, let each job's backend check it,
+record, queue. Two threads then do the work:
 
 - the *dispatcher* starts queued work units when enough job slots are free (a work unit's jobs
-  start together, so a JobGroup is admitted whole), bounded by `max_running_jobs`;
-- the *recorder* is the only writer of job statuses: it drains observations from all backends in
-  batches and applies each batch to the store in one transaction (group commit), so thousands of
-  status changes per second cost a few transactions, and the order of observations is the order
-  of the writes.
+  start together, so a JobGroup is admitted whole), bounded by `max_running_jobs` for the
+  backends that run jobs on this machine;
+- the *recorder* is the only writer of job statuses: it drains the observation queue that every
+  backend reports into and applies each batch to the store in one transaction (group commit),
+  so thousands of status changes per second cost a few transactions, and the order of
+  observations is the order of the writes.
 
-When a job of a work unit fails, the recorder cancels the unit's other jobs. On start, `recover`
-re-attaches to every job that was not final when the daemon last stopped.
+When a job of a work unit fails, the recorder cancels the unit's other jobs. On start,
+`recover` asks each job's backend about every job that was not final when the daemon stopped.
 """
 
 from __future__ import annotations
@@ -24,22 +26,20 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy.exc
 
+from launcher_server import validation
 from launcher_server.aggregation import FAILED_STATES, FINAL_STATES
-from launcher_server.backends.base import (
-    Backend,
-    BackendUnavailableError,
-    JobKey,
-    JobObservation,
-    LaunchSpec,
-)
-from launcher_server.errors import FailedPreconditionError
+from launcher_server.backends.base import Backend, BackendUnavailableError
+from launcher_server.backends.registry import BackendRegistry
+from launcher_server.errors import InvalidArgumentError, LauncherError
+from launcher_server.jobs import JobKey, JobObservation, LaunchSpec, UnitKey
+from launcher_server.observations import Flush, HandleAssigned, Item, ObservationQueue, Stop
 from launcher_server.store.store import Store
+from xmanager.launcher import launch_context
 from xmanager.launcher.v1 import launcher_pb2 as pb
-from xmanager.state_dir import StateDir
 
 _log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ _LINGER_BELOW = 200
 _LINGER_SECONDS = 0.01
 _RECORD_RETRY_SECONDS = 60.0
 
-UnitKey = tuple[int, int]
+# What `submit` gives back for each request: the recorded unit, or why it was refused.
+SubmitResult = tuple[pb.WorkUnit, bool] | LauncherError
 
 
 def _is_transient(error: sqlalchemy.exc.DBAPIError) -> bool:
@@ -57,14 +58,6 @@ def _is_transient(error: sqlalchemy.exc.DBAPIError) -> bool:
     return error.connection_invalidated or isinstance(
         error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
     )
-
-
-def backend_name(job: pb.Job) -> str:
-    """Which backend runs a job: its executor, and for local jobs its artifact kind."""
-    executor = job.executor.WhichOneof("kind")
-    if executor == "local":
-        return "local" if job.artifact.WhichOneof("kind") == "local_binary" else "local_container"
-    return str(executor)
 
 
 @dataclasses.dataclass
@@ -76,39 +69,35 @@ class _Unit:
     # Jobs of the unit not started yet (a recovered unit may have some started already).
     to_start: list[str]
     handles: dict[str, str] = dataclasses.field(default_factory=dict)
-    # Jobs started and not known to have ended: each holds one of the running-job slots.
+    # Jobs started and not known to have ended that hold one of the local job slots.
     holding: set[str] = dataclasses.field(default_factory=set)
     final: set[str] = dataclasses.field(default_factory=set)
     cancel_requested: bool = False
-
-
-@dataclasses.dataclass
-class _Flush:
-    """A marker in the observation queue: set once everything before it is recorded."""
-
-    done: concurrent.futures.Future[None]
 
 
 class Scheduler:
     def __init__(
         self,
         store: Store,
-        state_dir: StateDir,
+        backends: BackendRegistry,
+        observations: ObservationQueue,
         *,
         max_running_jobs: int,
         grace_period: datetime.timedelta,
     ) -> None:
         self._store = store
-        self._state_dir = state_dir
+        self.backends = backends
+        self._observations = observations
         self._max_running = max(1, max_running_jobs)
         self._grace_period = grace_period
-        self._backends: dict[str, Backend] = {}
-        self._lock = threading.Condition()
+        # One lock for the scheduler's state, which final observations also notify.
+        self._lock = observations.condition
         self._queue: collections.deque[UnitKey] = collections.deque()
         self._units: dict[UnitKey, _Unit] = {}
         self._running = 0
-        self._observations: queue.SimpleQueue[JobObservation | _Flush | None] = queue.SimpleQueue()
-        self._pending_handles: dict[JobKey, str] = {}
+        self._titles: dict[int, str] = {}
+        self._known_contexts: set[str] = set()
+        self._contexts: dict[str, pb.LaunchContext] = {}
         self._stopping = False
         self._threads = [
             threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True),
@@ -117,27 +106,7 @@ class Scheduler:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    def set_backends(self, backends: Mapping[str, Backend]) -> None:
-        self._backends = dict(backends)
-
-    @property
-    def backends(self) -> Mapping[str, Backend]:
-        return self._backends
-
-    def report(self, observation: JobObservation) -> None:
-        """The callback every backend reports through (any thread).
-
-        A job that ended gives its slot back at once, before its status is recorded: the next
-        queued work unit need not wait for the recorder.
-        """
-        if observation.state in FINAL_STATES:
-            key = observation.key
-            with self._lock:
-                unit = self._units.get((key.experiment_id, key.work_unit_id))
-                if unit is not None and key.job_name in unit.holding:
-                    unit.holding.discard(key.job_name)
-                    self._running -= 1
-                    self._lock.notify_all()
+    def _report(self, observation: JobObservation) -> None:
         self._observations.put(observation)
 
     def start(self) -> None:
@@ -145,85 +114,163 @@ class Scheduler:
             thread.start()
 
     def stop(self) -> None:
-        """Stops dispatching and recording; running jobs keep running under their supervisors."""
+        """Stops dispatching and recording; running jobs keep running under their backends."""
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        self._observations.put(None)
+        self._observations.put(Stop())
         for thread in self._threads:
             thread.join(timeout=10)
 
     def flush(self, timeout: float = 30) -> None:
         """Waits until every observation reported so far is recorded."""
-        marker = _Flush(concurrent.futures.Future())
+        marker = Flush(concurrent.futures.Future())
         self._observations.put(marker)
         marker.done.result(timeout=timeout)
 
     # -- submission --------------------------------------------------------------------------
 
-    def check_backends(self, jobs: Iterable[pb.Job]) -> None:
-        """Raises FailedPreconditionError when a job's backend cannot run jobs here."""
-        for i, job in enumerate(jobs):
-            name = backend_name(job)
-            backend = self._backends.get(name)
-            if backend is None:
-                raise FailedPreconditionError(
-                    f"jobs[{i}]: the {name!r} backend is not available in this version of the "
-                    "launcher; use the Local executor"
-                )
-            available, reason = backend.availability()
-            if not available:
-                raise FailedPreconditionError(f"jobs[{i}]: the {name!r} backend: {reason}")
+    def submit(self, requests: Sequence[pb.AddWorkUnitRequest]) -> list[SubmitResult]:
+        """Checks, records and queues work units; one result per request, in order.
 
-    def enqueue(self, work_unit: pb.WorkUnit) -> None:
-        """Queues a newly recorded work unit (all jobs PENDING)."""
+        A request is refused whole, before anything of it is written: by generic validation,
+        by its jobs' backends (INVALID_ARGUMENT for a job a backend cannot run,
+        FAILED_PRECONDITION for a backend that cannot run jobs here), or by the store.
+        """
+        results: list[SubmitResult | None] = [None] * len(requests)
+        valid: list[int] = []
+        for i, request in enumerate(requests):
+            try:
+                validation.validate_add_work_unit(request)
+                self.backends.check(request.jobs)
+                valid.append(i)
+            except LauncherError as error:
+                results[i] = error
+        valid = self._resolve_launch_contexts(requests, valid, results)
+        if valid:
+            outcomes, _ = self._store.add_work_units([requests[i] for i in valid])
+            for i, outcome in zip(valid, outcomes, strict=True):
+                results[i] = outcome
+                if not isinstance(outcome, LauncherError) and outcome[1]:
+                    self._enqueue(outcome[0])
+        return [result for result in results if result is not None]
+
+    def _resolve_launch_contexts(
+        self,
+        requests: Sequence[pb.AddWorkUnitRequest],
+        valid: list[int],
+        results: list[SubmitResult | None],
+    ) -> list[int]:
+        """Records the launch contexts sent whole and checks the ones named by digest; gives
+        each job its context's digest. Returns the requests still valid."""
+        sent: dict[str, pb.LaunchContext] = {}
+        for i in valid:
+            request = requests[i]
+            if request.HasField("launch_context"):
+                digest = launch_context.digest(request.launch_context)
+                if request.launch_context_digest not in ("", digest):
+                    results[i] = InvalidArgumentError(
+                        "launch_context_digest", "is not the digest of launch_context"
+                    )
+                    continue
+                sent[digest] = request.launch_context
+                request.launch_context_digest = digest
+        named = {requests[i].launch_context_digest for i in valid} - {""} - set(sent)
+        unknown = named - self._known_contexts
+        if unknown:
+            self._known_contexts |= self._store.known_launch_contexts(unknown)
+        if sent:
+            self._store.save_launch_contexts(sent)
+            self._known_contexts |= set(sent)
+        still_valid = []
+        for i in valid:
+            request = requests[i]
+            if results[i] is not None:
+                continue
+            if request.launch_context_digest not in self._known_contexts | {""}:
+                results[i] = InvalidArgumentError(
+                    "launch_context_digest",
+                    "names a launch context this daemon does not know; send launch_context "
+                    "with it (a client sends it whole on each new stream)",
+                )
+                continue
+            for job in request.jobs:
+                job.launch_context_digest = request.launch_context_digest
+            still_valid.append(i)
+        return still_valid
+
+    def _launch_context(self, digest: str) -> pb.LaunchContext | None:
+        if not digest:
+            return None
+        context = self._contexts.get(digest)
+        if context is None:
+            context = self._store.launch_context(digest)
+            if context is not None:
+                self._contexts[digest] = context
+        return context
+
+    def _enqueue(self, work_unit: pb.WorkUnit) -> None:
         key = (work_unit.experiment_id, work_unit.work_unit_id)
         jobs = {job.name: job for job in work_unit.jobs}
         with self._lock:
             if key in self._units:
-                return  # an idempotent retry of AddWorkUnit
+                return  # an idempotent retry
             self._units[key] = _Unit(key, jobs, to_start=list(jobs))
             self._queue.append(key)
             self._lock.notify_all()
 
+    # -- recovery ----------------------------------------------------------------------------
+
     def recover(self) -> None:
-        """Re-attaches to every job that was not final when the daemon last stopped."""
+        """Asks the backends about every job that was not final when the daemon last stopped."""
         by_unit: dict[UnitKey, list[tuple[JobKey, pb.Job]]] = collections.defaultdict(list)
         for key, job in self._store.non_final_jobs():
-            by_unit[(key.experiment_id, key.work_unit_id)].append((key, job))
+            by_unit[key.unit].append((key, job))
         for unit_key, jobs in by_unit.items():
             self._recover_unit(unit_key, jobs)
         self.flush()
 
     def _recover_unit(self, unit_key: UnitKey, jobs: Sequence[tuple[JobKey, pb.Job]]) -> None:
         unit = self._store.get_work_unit(*unit_key)
-        all_jobs = {job.name: job for job in unit.jobs}
-        record = _Unit(unit_key, all_jobs, to_start=[])
+        record = _Unit(unit_key, {job.name: job for job in unit.jobs}, to_start=[])
         record.final = {j.name for j in unit.jobs if j.status.state in FINAL_STATES}
+        with self._lock:
+            # Registered first: a job that ends while the others are asked about frees its slot.
+            self._units[unit_key] = record
+        cancelling = any(job.status.state == pb.JOB_STATE_CANCELLING for _, job in jobs)
         for key, job in jobs:
-            if job.status.state == pb.JOB_STATE_PENDING and not job.backend_handle:
-                record.to_start.append(job.name)
-                continue
-            backend = self._backends.get(backend_name(job))
-            job_dir = self._state_dir.job_dir(*unit_key, job.name)
+            backend = self.backends.find(job)
             if backend is None:
-                self.report(
-                    JobObservation(key, pb.JOB_STATE_LOST, reason="its backend is not available")
+                self._report(
+                    JobObservation(
+                        key, pb.JOB_STATE_LOST, reason="no backend of this daemon runs it"
+                    )
                 )
                 continue
-            observation = backend.reattach(key, job.backend_handle or str(job_dir), job_dir)
-            record.handles[job.name] = job.backend_handle or str(job_dir)
-            self.report(observation)
-            if observation.state in FINAL_STATES:
+            observation = backend.reattach(key, job.backend_handle)
+            if observation.state == pb.JOB_STATE_PENDING:
+                if cancelling:
+                    self._report(
+                        JobObservation(
+                            key,
+                            pb.JOB_STATE_CANCELLED,
+                            native_state="not started",
+                            reason="cancelled by request before it started",
+                        )
+                    )
+                else:
+                    record.to_start.append(job.name)
                 continue
-            with self._lock:
-                record.holding.add(job.name)
-                self._running += 1
-            if job.status.state == pb.JOB_STATE_CANCELLING:
-                record.cancel_requested = True
-                backend.cancel(key, record.handles[job.name], self._grace_period)
+            record.handles[job.name] = job.backend_handle
+            if observation.state not in FINAL_STATES and backend.uses_local_slots:
+                with self._lock:
+                    record.holding.add(job.name)
+                    self._running += 1
+            self._report(observation)
+            if observation.state not in FINAL_STATES and cancelling:
+                backend.cancel(key, job.backend_handle, self._grace_period)
         with self._lock:
-            self._units[unit_key] = record
+            record.cancel_requested = cancelling
             if record.to_start:
                 self._queue.append(unit_key)
                 self._lock.notify_all()
@@ -238,8 +285,20 @@ class Scheduler:
         grace = grace or self._grace_period
         with self._lock:
             unit = self._units.get(unit_key)
-            if unit is None or unit.cancel_requested:
+            if unit is None:
                 return False
+            if unit.cancel_requested:
+                # Asked again: deliver it again (the backends make it idempotent), in case the
+                # first delivery raced with the job's start.
+                again = [
+                    (name, unit.handles.get(name, ""))
+                    for name in unit.jobs
+                    if name not in unit.final and name not in unit.to_start
+                ]
+        if unit.cancel_requested:
+            self._deliver_cancels(unit, again, grace)
+            return False
+        with self._lock:
             unit.cancel_requested = True
             never_started = list(unit.to_start)
             unit.to_start.clear()
@@ -252,7 +311,7 @@ class Scheduler:
             ]
         message = reason or "cancelled by request"
         for name in never_started:
-            self.report(
+            self._report(
                 JobObservation(
                     JobKey(*unit_key, name),
                     pb.JOB_STATE_CANCELLED,
@@ -261,16 +320,20 @@ class Scheduler:
                 )
             )
         for name, _ in started:
-            self.report(
+            self._report(
                 JobObservation(JobKey(*unit_key, name), pb.JOB_STATE_CANCELLING, reason=message)
             )
         self.flush()
-        for name, handle in started:
-            job = unit.jobs[name]
-            backend = self._backends.get(backend_name(job))
-            if backend is not None:
-                backend.cancel(JobKey(*unit_key, name), handle, grace)
+        self._deliver_cancels(unit, started, grace)
         return True
+
+    def _deliver_cancels(
+        self, unit: _Unit, jobs: Sequence[tuple[str, str]], grace: datetime.timedelta
+    ) -> None:
+        for name, handle in jobs:
+            backend = self.backends.find(unit.jobs[name])
+            if backend is not None:
+                backend.cancel(JobKey(*unit.key, name), handle, grace)
 
     # -- the dispatcher -------------------------------------------------------------------------
 
@@ -284,65 +347,84 @@ class Scheduler:
                 assert unit is not None
                 self._queue.popleft()
                 names, unit.to_start = unit.to_start, []
-                unit.holding.update(names)
-                self._running += len(names)
+                local = [name for name in names if self._uses_slot(unit.jobs[name])]
+                unit.holding.update(local)
+                self._running += len(local)
             self._start_jobs(unit, names)
+
+    def _uses_slot(self, job: pb.Job) -> bool:
+        backend = self.backends.find(job)
+        return backend is not None and backend.uses_local_slots
+
+    def _release_finished(self) -> None:
+        """Gives back the slots of jobs reported final (called with the lock held)."""
+        for key in self._observations.take_finished():
+            unit = self._units.get(key.unit)
+            if unit is not None and key.job_name in unit.holding:
+                unit.holding.discard(key.job_name)
+                self._running -= 1
 
     def _admissible(self) -> _Unit | None:
         """The head of the queue if its jobs fit in the free slots (or nothing else runs)."""
+        self._release_finished()
         if not self._queue:
             return None
         unit = self._units[self._queue[0]]
-        needed = len(unit.to_start)
-        if self._running == 0 or self._running + needed <= self._max_running:
+        needed = sum(1 for name in unit.to_start if self._uses_slot(unit.jobs[name]))
+        if needed == 0 or self._running == 0 or self._running + needed <= self._max_running:
             return unit
         return None
 
     def _start_jobs(self, unit: _Unit, names: Sequence[str]) -> None:
-        peers = list(unit.jobs)
+        by_backend: dict[int, tuple[Backend, list[LaunchSpec]]] = {}
+        peers = tuple(unit.jobs)
+        title = self._title(unit.key[0])
         for name in names:
             job = unit.jobs[name]
             key = JobKey(*unit.key, name)
-            try:
-                backend = self._backends[backend_name(job)]
-                if backend.reports_starting:
-                    # Before the backend can report RUNNING: one queue keeps them in order.
-                    self.report(JobObservation(key, pb.JOB_STATE_STARTING, native_state="starting"))
-                handle = backend.start(self._launch_spec(key, job, peers))
-            except (BackendUnavailableError, ValueError, KeyError, OSError) as error:
-                _log.warning("job %s failed to start: %s", key, error)
-                self.report(
-                    JobObservation(
-                        key,
-                        pb.JOB_STATE_FAILED,
-                        native_state="start failed",
-                        reason=f"could not start: {error}",
+            backend = self.backends.find(job)
+            if backend is None:  # refused at add time; here only if the daemon changed
+                self._report(JobObservation(key, pb.JOB_STATE_FAILED, reason="no backend runs it"))
+                continue
+            entry = by_backend.setdefault(id(backend), (backend, []))
+            context = self._launch_context(job.launch_context_digest)
+            entry[1].append(_launch_spec(key, job, peers, title, context))
+        for backend, specs in by_backend.values():
+            if backend.reports_starting:
+                # Before the backend can report RUNNING: one queue keeps them in order.
+                for spec in specs:
+                    self._report(
+                        JobObservation(spec.key, pb.JOB_STATE_STARTING, native_state="starting")
                     )
-                )
+            try:
+                handles = backend.start(specs)
+            except (BackendUnavailableError, ValueError, KeyError, OSError) as error:
+                _log.warning("jobs of %s failed to start: %s", unit.key, error)
+                for spec in specs:
+                    self._report(
+                        JobObservation(
+                            spec.key,
+                            pb.JOB_STATE_FAILED,
+                            native_state="start failed",
+                            reason=f"could not start: {error}",
+                        )
+                    )
                 continue
             with self._lock:
-                unit.handles[name] = handle
-                self._pending_handles[key] = handle
+                for spec, handle in zip(specs, handles, strict=True):
+                    unit.handles[spec.key.job_name] = handle
+            for spec, handle in zip(specs, handles, strict=True):
+                self._observations.put(HandleAssigned(spec.key, handle))
 
-    def _launch_spec(self, key: JobKey, job: pb.Job, peers: Sequence[str]) -> LaunchSpec:
-        env = dict(job.env)
-        env.update(
-            XM_EXPERIMENT_ID=str(key.experiment_id),
-            XM_WORK_UNIT_ID=str(key.work_unit_id),
-            XM_JOB_NAME=key.job_name,
-            XM_JOB_PEERS=",".join(peers),
-        )
-        job_dir = self._state_dir.job_dir(key.experiment_id, key.work_unit_id, key.job_name)
-        return LaunchSpec(
-            key=key,
-            artifact=job.artifact,
-            args=list(job.args),
-            env=env,
-            executor=job.executor,
-            requirements=job.requirements,
-            job_dir=job_dir,
-            peers=peers,
-        )
+    def _title(self, experiment_id: int) -> str:
+        title = self._titles.get(experiment_id)
+        if title is None:
+            try:
+                title = self._store.get_experiment(experiment_id).title
+            except LauncherError:
+                title = ""
+            self._titles[experiment_id] = title
+        return title
 
     # -- the recorder -----------------------------------------------------------------------------
 
@@ -350,31 +432,35 @@ class Scheduler:
         stop = False
         while not stop:
             batch: list[JobObservation] = []
-            flushes: list[_Flush] = []
-            stop = self._drain(self._observations.get(), batch, flushes)
+            handles: dict[JobKey, str] = {}
+            flushes: list[Flush] = []
+            stop = self._drain(self._observations.get(), batch, handles, flushes)
             if not stop and len(batch) < _LINGER_BELOW:
                 # A burst (a sweep starting) is still arriving: one commit for more of it.
                 time.sleep(_LINGER_SECONDS)
                 with contextlib.suppress(queue.Empty):
-                    stop = self._drain(self._observations.get_nowait(), batch, flushes)
-            if batch:
-                self._record_with_retries(batch)
+                    stop = self._drain(self._observations.get_nowait(), batch, handles, flushes)
+            if batch or handles:
+                self._record_with_retries(batch, handles)
             for flush in flushes:
                 flush.done.set_result(None)
 
     def _drain(
         self,
-        item: JobObservation | _Flush | None,
+        item: Item,
         batch: list[JobObservation],
-        flushes: list[_Flush],
+        handles: dict[JobKey, str],
+        flushes: list[Flush],
     ) -> bool:
         """Moves `item` and whatever else is queued into the batch; True at the stop marker."""
         stop = False
         while True:
-            if item is None:
+            if isinstance(item, Stop):
                 stop = True
-            elif isinstance(item, _Flush):
+            elif isinstance(item, Flush):
                 flushes.append(item)
+            elif isinstance(item, HandleAssigned):
+                handles[item.key] = item.handle
             else:
                 batch.append(item)
             if len(batch) >= _MAX_BATCH:
@@ -384,7 +470,9 @@ class Scheduler:
             except queue.Empty:
                 return stop
 
-    def _record_with_retries(self, batch: Sequence[JobObservation]) -> None:
+    def _record_with_retries(
+        self, batch: Sequence[JobObservation], handles: dict[JobKey, str]
+    ) -> None:
         """Records a batch, retrying a failing store (e.g. a restarting PostgreSQL server).
 
         A batch the database refuses for its content is recorded one observation at a time, so
@@ -394,11 +482,11 @@ class Scheduler:
         deadline = time.monotonic() + _RECORD_RETRY_SECONDS
         while True:
             try:
-                self._record(batch)
+                self._record(batch, handles)
                 return
             except sqlalchemy.exc.DBAPIError as error:
                 if not _is_transient(error):
-                    self._record_one_by_one(batch, error)
+                    self._record_one_by_one(batch, handles, error)
                     return
                 if time.monotonic() > deadline:
                     _log.exception("recording %d observations failed; giving up", len(batch))
@@ -410,7 +498,7 @@ class Scheduler:
                 delay = min(delay * 2, 5.0)
             except Exception:
                 if time.monotonic() > deadline:
-                    # The next daemon start reconciles these jobs from their records.
+                    # The next daemon start reconciles these jobs with their backends.
                     _log.exception("recording %d observations failed; giving up", len(batch))
                     return
                 _log.warning(
@@ -419,25 +507,19 @@ class Scheduler:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _record_one_by_one(self, batch: Sequence[JobObservation], error: Exception) -> None:
+    def _record_one_by_one(
+        self, batch: Sequence[JobObservation], handles: dict[JobKey, str], error: Exception
+    ) -> None:
         _log.warning("the store refused a batch of %d observations (%s)", len(batch), error)
-        for observation in batch:
+        for observations, their_handles in [([], handles), *(([o], {}) for o in batch)]:
             try:
-                self._record([observation])
+                self._record(observations, their_handles)
             except Exception:
-                # The next daemon start reconciles this job from its backend.
-                _log.exception("the store refused an observation; dropped: %s", observation)
+                # The next daemon start reconciles this job with its backend.
+                _log.exception("the store refused %s; dropped", observations or their_handles)
 
-    def _record(self, batch: Sequence[JobObservation]) -> None:
-        with self._lock:
-            handles = self._pending_handles
-            self._pending_handles = {}
-        try:
-            updates = self._store.apply_observations(batch, handles)
-        except Exception:
-            with self._lock:  # not lost: recorded with the next batch that succeeds
-                self._pending_handles = {**handles, **self._pending_handles}
-            raise
+    def _record(self, batch: Sequence[JobObservation], handles: dict[JobKey, str]) -> None:
+        updates = self._store.apply_observations(batch, handles)
         failed: list[tuple[UnitKey, str, str]] = []
         for update in updates:
             event = update.event
@@ -464,3 +546,28 @@ class Scheduler:
         threading.Thread(
             target=self.cancel, args=(*unit_key, None, reason), name="stop-peers", daemon=True
         ).start()
+
+
+def _launch_spec(
+    key: JobKey,
+    job: pb.Job,
+    peers: tuple[str, ...],
+    title: str,
+    context: pb.LaunchContext | None,
+) -> LaunchSpec:
+    env = dict(job.env)
+    env.update(
+        XM_EXPERIMENT_ID=str(key.experiment_id),
+        XM_WORK_UNIT_ID=str(key.work_unit_id),
+        XM_JOB_NAME=key.job_name,
+        XM_JOB_PEERS=",".join(peers),
+    )
+    return LaunchSpec(
+        key=key,
+        job=job,
+        args=tuple(job.args),
+        env=env,
+        peers=peers,
+        experiment_title=title,
+        launch_context=context,
+    )

@@ -1,4 +1,5 @@
-"""The `Launcher` gRPC service: validation, then the store, then the scheduler.
+"""The `Launcher` gRPC service: each RPC validated, then handed to the store (reads), the
+scheduler (adds and cancels), the watcher (watches) or a job's backend (logs).
 
 Every error leaves as one gRPC status: LauncherError subclasses carry their code; anything else
 is INTERNAL with the daemon's log holding the traceback.
@@ -23,22 +24,15 @@ from google.protobuf import timestamp_pb2
 import xmanager
 from launcher_server import auth, limits, logs, parsing, validation
 from launcher_server.aggregation import FINAL_STATES
-from launcher_server.backends.base import JobKey
-from launcher_server.errors import (
-    InvalidArgumentError,
-    LauncherError,
-    NotFoundError,
-    OutOfRangeError,
-    UnavailableError,
-)
-from launcher_server.event_hub import EventHub, Update, watch_response
-from launcher_server.scheduler import Scheduler
+from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
+from launcher_server.event_hub import EventHub
+from launcher_server.jobs import JobKey
+from launcher_server.scheduler import Scheduler, SubmitResult
 from launcher_server.store import conversions
-from launcher_server.store.batch import WatchUpdate
 from launcher_server.store.store import Store
+from launcher_server.watch import Watcher
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
-from xmanager.state_dir import StateDir
 
 _log = logging.getLogger(__name__)
 
@@ -52,8 +46,6 @@ CAPABILITIES = (
 )
 _LOG_CHUNK = 64 * 1024
 _ADD_BATCH = 500
-_WATCH_POLL_SECONDS = 1.0
-_SNAPSHOT_PAGE = 1000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,7 +95,6 @@ class LauncherService(pb_grpc.LauncherServicer):
         store: Store,
         scheduler: Scheduler,
         hub: EventHub,
-        state_dir: StateDir,
         *,
         token: str | None = None,
     ) -> None:
@@ -112,7 +103,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         self._store = store
         self._scheduler = scheduler
         self._hub = hub
-        self._state_dir = state_dir
+        self._watcher = Watcher(store, hub)
         self._start_time = timestamp_pb2.Timestamp()
         self._start_time.GetCurrentTime()
 
@@ -156,12 +147,10 @@ class LauncherService(pb_grpc.LauncherServicer):
         return self._add_work_unit(request)
 
     def _add_work_unit(self, request: pb.AddWorkUnitRequest) -> pb.WorkUnit:
-        validation.validate_add_work_unit(request)
-        self._scheduler.check_backends(request.jobs)
-        work_unit, created = self._store.add_work_unit(request)
-        if created:
-            self._scheduler.enqueue(work_unit)
-        return work_unit
+        (result,) = self._scheduler.submit([request])
+        if isinstance(result, LauncherError):
+            raise result
+        return result[0]
 
     @_translate_errors
     def AddWorkUnits(
@@ -209,27 +198,10 @@ class LauncherService(pb_grpc.LauncherServicer):
             parsing.check(item, "AddWorkUnitsRequest")
 
     def _add_batch(self, batch: list[pb.AddWorkUnitRequest]) -> list[pb.AddWorkUnitResult]:
-        results = [pb.AddWorkUnitResult(request_id=r.request_id) for r in batch]
-        if not batch:
-            return results
-        valid: list[int] = []
-        for i, request in enumerate(batch):
-            try:
-                validation.validate_add_work_unit(request)
-                self._scheduler.check_backends(request.jobs)
-                valid.append(i)
-            except LauncherError as error:
-                _set_error(results[i], error)
-        outcomes, _ = self._store.add_work_units([batch[i] for i in valid])
-        for i, outcome in zip(valid, outcomes, strict=True):
-            if isinstance(outcome, LauncherError):
-                _set_error(results[i], outcome)
-            else:
-                unit, created = outcome
-                if created:
-                    self._scheduler.enqueue(unit)
-                results[i].work_unit.CopyFrom(conversions.status_only(unit))
-        return results
+        return [
+            _add_result(request, result)
+            for request, result in zip(batch, self._scheduler.submit(batch), strict=True)
+        ]
 
     @_translate_errors
     def GetWorkUnit(
@@ -254,99 +226,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         self, request: pb.WatchWorkUnitsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchWorkUnitsResponse]:
         validation.check_enums(request)
-        if request.experiment_id < 0:
-            raise InvalidArgumentError("experiment_id", "must not be negative")
-        if request.experiment_id:
-            self._store.get_experiment(request.experiment_id)
-        elif request.until_all_final:
-            raise InvalidArgumentError("until_all_final", "needs an experiment_id")
-        if request.after_sequence > self._hub.last_sequence:
-            raise OutOfRangeError(
-                f"after_sequence {request.after_sequence} is beyond the last event "
-                f"({self._hub.last_sequence}); resume from a sequence this daemon sent, or 0"
-            )
-        wanted = frozenset(request.states)
-
-        def selected(unit: pb.WorkUnit) -> bool:
-            return not wanted or unit.status.state in wanted
-
-        sequence = request.after_sequence
-        if sequence == 0:
-            # Updates after this point come from the hub; the snapshot may repeat some of them,
-            # which is harmless (an update is the unit's whole status).
-            sequence = self._hub.last_sequence
-            for units in self._snapshot(request.experiment_id):
-                selected_units = [unit for unit in units if selected(unit)]
-                if selected_units:
-                    yield pb.WatchWorkUnitsResponse(
-                        updates=[pb.WorkUnitUpdate(work_unit=unit) for unit in selected_units]
-                    )
-        while context.is_active():
-            # Asked before reading the updates: the ones that made every unit final are sent
-            # before the stream ends.
-            finished = request.until_all_final and self._all_final(request.experiment_id)
-            updates, up_to = self._updates_after(sequence, request.experiment_id)
-            if up_to == sequence:
-                if finished:
-                    return
-                if self._hub.closed:
-                    raise UnavailableError("the daemon is stopping; resume")
-                self._hub.wait_beyond(sequence, _WATCH_POLL_SECONDS)
-                continue
-            sequence = up_to
-            # Each unit once, with its newest status and the event that led to it.
-            newest = {(u.experiment_id, u.work_unit_id): u for u in updates}
-            send = [
-                update
-                for update in sorted(newest.values(), key=lambda u: u.sequence)
-                if not wanted or update.state in wanted
-            ]
-            if send:
-                yield watch_response(send)
-
-    def _updates_after(self, sequence: int, experiment_id: int) -> tuple[list[Update], int]:
-        """Updates after `sequence` and how far they go: recent ones from memory, older ones
-        rebuilt from the store's event log."""
-        recent = self._hub.updates_after(sequence, experiment_id)
-        if recent is not None:
-            return recent
-        events = self._store.events_after(sequence, experiment_id)
-        if not events:
-            return [], sequence
-        unit_events = [
-            e for e in events if e.subject in (pb.EVENT_SUBJECT_WORK_UNIT, pb.EVENT_SUBJECT_JOB)
-        ]
-        statuses = self._store.unit_statuses(
-            [(e.experiment_id, e.work_unit_id) for e in unit_events]
-        )
-        updates = [
-            Update.of(WatchUpdate(event, statuses[(event.experiment_id, event.work_unit_id)]))
-            for event in unit_events
-        ]
-        return updates, events[-1].sequence
-
-    def _snapshot(self, experiment_id: int) -> Iterator[list[pb.WorkUnit]]:
-        """Every unit (of one experiment, or of those with active units) as it is, in pages."""
-        experiments = (
-            [experiment_id] if experiment_id else self._store.experiment_ids_with_active_work()
-        )
-        for exp_id in experiments:
-            ids = self._store.work_unit_ids(exp_id)
-            for start in range(0, len(ids), _SNAPSHOT_PAGE):
-                keys = [
-                    (exp_id, work_unit_id) for work_unit_id in ids[start : start + _SNAPSHOT_PAGE]
-                ]
-                statuses = self._store.unit_statuses(keys)
-                yield [statuses[key] for key in keys]
-
-    def _all_final(self, experiment_id: int) -> bool:
-        experiment = self._store.get_experiment(experiment_id)
-        finished = sum(
-            count
-            for state, count in experiment.work_unit_state_counts.items()
-            if state in FINAL_STATES
-        )
-        return finished == experiment.work_unit_count
+        yield from self._watcher.watch(request, context.is_active)
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -372,24 +252,26 @@ class LauncherService(pb_grpc.LauncherServicer):
                 f"{request.work_unit_id}; its jobs are {names}"
             )
         key = JobKey(request.experiment_id, request.work_unit_id, name)
-        job_dir = self._state_dir.job_dir(key.experiment_id, key.work_unit_id, key.job_name)
+        job = next(job for job in unit.jobs if job.name == name)
+        backend = self._scheduler.backends.find(job)
+        if backend is None:
+            raise NotFoundError(f"job {key}: no backend of this daemon keeps its logs")
+        source = backend.logs(key, job.backend_handle)
+        stream = logs.stream_name(request.stream)
         if not request.follow:
-            offset = request.offset
-            while context.is_active():
-                start, data, truncated = logs.read_log(job_dir, request.stream, offset, _LOG_CHUNK)
-                if not data:
+            for read in logs.read_all(source, stream, request.offset, _LOG_CHUNK):
+                if not context.is_active():
                     return
-                yield pb.LogChunk(offset=start, data=data, truncated=truncated)
-                offset = start + len(data)
+                yield pb.LogChunk(offset=read.start, data=read.data, truncated=read.truncated)
             return
 
         def is_final() -> bool:
             return self._store.job_state(key) in FINAL_STATES or self._hub.closed
 
-        for start, data in logs.follow_log(job_dir, request.stream, request.offset, is_final):
+        for read in logs.follow(source, stream, request.offset, is_final):
             if not context.is_active():
                 return
-            yield pb.LogChunk(offset=start, data=data)
+            yield pb.LogChunk(offset=read.start, data=read.data)
 
     # -- cancellation --------------------------------------------------------------------------
 
@@ -450,15 +332,24 @@ class LauncherService(pb_grpc.LauncherServicer):
             pid=os.getpid(),
             start_time=self._start_time,
         )
-        for name, backend in sorted(self._scheduler.backends.items()):
-            available, reason = backend.availability()
-            info.backends.add(name=name, available=available, reason=reason)
+        for backend in sorted(self._scheduler.backends, key=lambda b: b.name):
+            availability = backend.availability()
+            info.backends.add(
+                name=backend.name, available=availability.ok, reason=availability.reason
+            )
         return info
 
 
-def _set_error(result: pb.AddWorkUnitResult, error: LauncherError) -> None:
-    result.error_code = error.code.value[0]
-    result.error_message = str(error)
+def _add_result(request: pb.AddWorkUnitRequest, result: SubmitResult) -> pb.AddWorkUnitResult:
+    if isinstance(result, LauncherError):
+        return pb.AddWorkUnitResult(
+            request_id=request.request_id,
+            error_code=result.code.value[0],
+            error_message=str(result),
+        )
+    return pb.AddWorkUnitResult(
+        request_id=request.request_id, work_unit=conversions.status_only(result[0])
+    )
 
 
 def _positive(value: int, field: str) -> None:

@@ -1,13 +1,13 @@
-"""Validation of requests, before anything is written.
+"""Generic validation of requests, before anything is written.
 
 Each check raises InvalidArgumentError naming the field path (as a client would write it, e.g.
-`jobs[1].env["1BAD"]`) and saying what is allowed. Checks that need the file system (binaries)
-live here too: a job whose binary is missing is rejected at AddWorkUnit, not discovered later.
+`jobs[1].env["1BAD"]`) and saying what is allowed. What only a backend can judge (does the
+binary exist on this machine, is this port or machine type valid) is checked by the job's
+backend (`Backend.check`), also before anything is written.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 
@@ -24,6 +24,7 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 MAX_JOBS_PER_WORK_UNIT = 1000
 MAX_ARGS = 10_000
+MAX_ENV = 10_000
 MAX_STRING = 1 << 20  # a single argument, env value or notes: 1 MiB
 MAX_TITLE = 1000
 MAX_TAGS = 100
@@ -122,6 +123,14 @@ def validate_add_work_unit(request: pb.AddWorkUnitRequest) -> None:
     _check_request_id(request.request_id, required=True)
     _check_text(request.identity, "identity", 1000)
     _check_text(request.args_json, "args_json")
+    if request.HasField("launch_context"):
+        _validate_launch_context(request.launch_context)
+    if request.launch_context_digest:
+        _require(
+            SHA256_HEX.fullmatch(request.launch_context_digest) is not None,
+            "launch_context_digest",
+            "must be 64 lowercase hex digits (the sha256 of the launch context)",
+        )
     _require(len(request.jobs) > 0, "jobs", "is empty; a work unit needs at least one job")
     _require(
         len(request.jobs) <= MAX_JOBS_PER_WORK_UNIT,
@@ -145,6 +154,27 @@ def validate_add_work_unit(request: pb.AddWorkUnitRequest) -> None:
         )
         seen[job.name] = i
         _validate_job(job, field)
+
+
+def _validate_launch_context(context: pb.LaunchContext) -> None:
+    # Names only in messages: the values may be secrets.
+    _require(
+        context.working_directory.startswith("/"),
+        "launch_context.working_directory",
+        "must be an absolute path",
+    )
+    _check_text(context.working_directory, "launch_context.working_directory", 4096)
+    _require(
+        len(context.env) <= MAX_ENV,
+        "launch_context.env",
+        f"has {len(context.env)} variables; at most {MAX_ENV}",
+    )
+    for name, value in context.env.items():
+        field = f"launch_context.env[{name[:100]!r}]"
+        _require(bool(name) and "=" not in name, field, "is not a valid variable name")
+        _check_text(name, field, 1000)
+        _require("\x00" not in value, field, "contains a NUL character")
+        _require(len(value) <= MAX_STRING, field, f"is longer than {MAX_STRING} characters")
 
 
 def _validate_job(job: pb.Job, field: str) -> None:
@@ -190,21 +220,6 @@ def _validate_artifact(artifact: pb.Artifact, field: str) -> None:
         binary = artifact.local_binary
         path = binary.path
         _require(bool(path), f"{field}.local_binary.path", "is empty")
-        _require(
-            os.path.isabs(path),
-            f"{field}.local_binary.path",
-            f"{path!r} is not absolute (the client resolves paths before submitting)",
-        )
-        _require(
-            os.path.isfile(path),
-            f"{field}.local_binary.path",
-            f"{path} does not exist or is not a file; build it or fix the path",
-        )
-        _require(
-            os.access(path, os.X_OK),
-            f"{field}.local_binary.path",
-            f"{path} is not executable; chmod +x it",
-        )
         if binary.sha256:
             _require(
                 SHA256_HEX.fullmatch(binary.sha256) is not None,
@@ -218,12 +233,6 @@ def _validate_artifact(artifact: pb.Artifact, field: str) -> None:
             f"{field}.oci_image",
             "sets neither tarball_path nor reference",
         )
-        if image.WhichOneof("source") == "tarball_path":
-            _require(
-                os.path.isfile(image.tarball_path),
-                f"{field}.oci_image.tarball_path",
-                f"{image.tarball_path} does not exist; build the image first",
-            )
         if image.digest:
             _require(
                 DIGEST.fullmatch(image.digest) is not None,

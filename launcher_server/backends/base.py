@@ -1,8 +1,13 @@
 """The one small interface every execution backend implements.
 
-The daemon's scheduler owns the store and the life cycle; a backend only starts jobs, stops them,
-and reports what it observes. Reports flow through a callback so that backends with push
-notifications (supervisor sockets, Kubernetes watches) and polling backends look the same.
+The scheduler owns the store and the life cycle; a backend says which jobs it runs, checks them
+when they are added, starts and stops them, and reports what it observes through the context's
+`report` function. Backends with push notifications (supervisor sockets, Kubernetes watches)
+and polling backends (Vertex AI) look the same from outside.
+
+To add a backend: a package under `launcher_server/backends/`, a `Backend` subclass, one entry
+in `registry.BACKENDS`, and a fixture in `tests/backends/` (docs/daemon.md, "Writing a
+backend").
 """
 
 from __future__ import annotations
@@ -10,56 +15,35 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from typing import ClassVar
 
+from launcher_server.config import DaemonConfig
+from launcher_server.job_dirs import JobDirs
+from launcher_server.jobs import JobKey, JobObservation, LaunchSpec, ReportFn
+from launcher_server.logs import JobDirLogSource, LogSource
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 
-@dataclasses.dataclass(frozen=True, order=True)
-class JobKey:
-    """Identifies a job: its work unit and its name within it."""
-
-    experiment_id: int
-    work_unit_id: int
-    job_name: str
-
-    def __str__(self) -> str:
-        return f"{self.experiment_id}/{self.work_unit_id}/{self.job_name}"
-
-
 @dataclasses.dataclass(frozen=True)
-class LaunchSpec:
-    """Everything a backend needs to start one job, already validated by the daemon."""
+class Availability:
+    """Whether a backend can run jobs now; when not, what is missing and what to do."""
 
-    key: JobKey
-    # The program (a LocalBinary path or an image) and its arguments, token for token.
-    artifact: pb.Artifact
-    args: Sequence[str]
-    # The complete environment of the job: the job's env_vars plus the XM_* variables.
-    env: Mapping[str, str]
-    executor: pb.Executor
-    requirements: pb.ResourceRequirements
-    # A directory owned by this job for the backend's records and the job's logs.
-    job_dir: Path
-    # Names of the other jobs of the same work unit (for peer discovery).
-    peers: Sequence[str] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class JobObservation:
-    """What a backend observed about a job. Only `state` is required."""
-
-    key: JobKey
-    state: int  # a pb.JobState value
-    native_state: str = ""
+    ok: bool
     reason: str = ""
-    exit_code: int | None = None
-    start_time: datetime.datetime | None = None
-    end_time: datetime.datetime | None = None
 
 
-ReportFn = Callable[[JobObservation], None]
+AVAILABLE = Availability(True)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendContext:
+    """What the daemon gives every backend at construction."""
+
+    # Delivers observations to the scheduler, from any thread; repeats are harmless.
+    report: ReportFn
+    job_dirs: JobDirs
+    config: DaemonConfig
 
 
 class BackendUnavailableError(Exception):
@@ -67,47 +51,73 @@ class BackendUnavailableError(Exception):
 
 
 class Backend(abc.ABC):
-    """Starts, stops and observes jobs of one kind.
+    """Starts, stops and observes jobs of one kind. Must be thread-safe."""
 
-    Implementations must be thread-safe: the scheduler calls them from several threads.
-    Observations are delivered through the `report` function given at construction, from any
-    thread, possibly more than once for the same state (the scheduler ignores repeats).
-    """
+    #: The registry's name for it (GetServerInfo, logs, errors).
+    name: ClassVar[str]
+    #: Whether a job passes through STARTING (image loading, scheduling). A backend whose jobs
+    #: run the moment they are handed over (a local process) reports RUNNING at once.
+    reports_starting: ClassVar[bool] = True
+    #: Whether its jobs run on this machine and count against --max_running_jobs.
+    uses_local_slots: ClassVar[bool] = False
 
-    #: Short name, as in ServerInfo.backends ("local", "vertex", ...).
-    name: str
-    #: Whether a job passes through STARTING (image loading, scheduling...). A backend whose
-    #: jobs run the moment they are handed over (a local process) reports RUNNING at once.
-    reports_starting: bool = True
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+
+    def report(self, observation: JobObservation) -> None:
+        self.context.report(observation)
 
     @abc.abstractmethod
-    def availability(self) -> tuple[bool, str]:
-        """(True, "") when jobs can run now, else (False, reason with what to do)."""
+    def accepts(self, job: pb.Job) -> bool:
+        """Whether this backend is the one that runs `job` (by its executor and artifact)."""
+
+    def check(self, job: pb.Job, field: str) -> None:  # noqa: B027  # most need no more checks
+        """Checks a job this backend accepts, when it is added, before anything is written.
+
+        Raises errors.InvalidArgumentError naming the field (under `field`, e.g. "jobs[0]")
+        for what this backend cannot run: a missing binary, a bad port, an unknown machine.
+        """
 
     @abc.abstractmethod
-    def start(self, spec: LaunchSpec) -> str:
-        """Starts a job and returns its handle, to be stored and given back later.
+    def availability(self) -> Availability:
+        """Whether jobs can run now (cheap: called on every add)."""
 
-        Raises BackendUnavailableError, or ValueError for a job this backend cannot run.
-        Must return promptly: waiting for the job happens through `report`.
+    @abc.abstractmethod
+    def start(self, specs: Sequence[LaunchSpec]) -> list[str]:
+        """Starts this backend's jobs of one work unit; returns a handle for each spec.
+
+        Handles are stored and given back to cancel, reattach and logs. Must return promptly:
+        states come later through `report`. Raises BackendUnavailableError or ValueError when
+        the jobs cannot start (they are then recorded FAILED with the message).
         """
 
     @abc.abstractmethod
     def cancel(self, key: JobKey, handle: str, grace_period: datetime.timedelta) -> None:
-        """Asks the job to stop: a graceful stop, then a forced one after the grace period.
+        """Asks the job to stop: gracefully, then forcibly after the grace period.
 
-        Returns at once; the final CANCELLED (or SUCCEEDED/FAILED, if the job ended first) is
-        reported through `report`. Cancelling a finished job is a no-op.
+        Returns at once; the final CANCELLED (or SUCCEEDED/FAILED when the job ended first) is
+        reported later. Cancelling a finished job does nothing. An empty handle means the start
+        is still under way: the backend must still make sure the job stops.
         """
 
     @abc.abstractmethod
-    def reattach(self, key: JobKey, handle: str, job_dir: Path) -> JobObservation:
-        """After a daemon restart: the job's current state, resuming its observation.
+    def reattach(self, key: JobKey, handle: str) -> JobObservation:
+        """After a daemon restart: the job's state now, resuming its observation.
 
-        Returns a final observation when the job ended while the daemon was away, RUNNING when
-        it still runs (further changes then come through `report`), and LOST with a reason when
-        the job vanished without a record.
+        A final observation when it ended while the daemon was away, RUNNING (or STARTING) when
+        it still runs, LOST with a reason when it vanished. PENDING means it was never started
+        (the daemon stopped between recording the unit and starting it): the scheduler starts
+        it. An empty handle means the daemon stopped before recording the start: find the job
+        by what identifies it, never start it twice.
         """
+
+    def logs(self, key: JobKey, handle: str) -> LogSource:
+        """The job's output; by default the log files in its job directory."""
+        return JobDirLogSource(self.context.job_dirs.path(key))
+
+    def log_location(self, key: JobKey, handle: str) -> str:
+        """Where a person finds the logs (shown by `xmanager show`)."""
+        return str(self.context.job_dirs.log_path(key))
 
     def close(self) -> None:  # noqa: B027  # optional: most backends hold nothing to release
         """Stops observing (the daemon shuts down); running jobs keep running."""

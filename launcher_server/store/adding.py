@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from launcher_server.errors import AlreadyExistsError, LauncherError, NotFoundError
+from launcher_server.jobs import JobKey
 from launcher_server.store import conversions, reading
 from launcher_server.store.active import new_unit_status
 from launcher_server.store.batch import Transaction, WatchUpdate, chunks
@@ -33,8 +34,8 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 
 UnitKey = tuple[int, int]
 Outcome = tuple[pb.WorkUnit, bool] | LauncherError
-# (experiment id, work unit id, job name) -> where the job's output is kept.
-LogLocator = Callable[[int, int, str], str]
+# (the job's key, the job as added) -> where its output is kept (its backend says).
+LogLocator = Callable[[JobKey, pb.Job], str]
 
 
 def add_work_units(
@@ -78,8 +79,8 @@ def add_work_units(
         )
         unit_message = _new_unit_message(request, key, at)
         for job in unit_message.jobs:
-            # Read-only for clients: whatever a request says, the daemon decides.
-            job.log_location = log_location(experiment_id, work_unit_id, job.name)
+            # Read-only for clients: whatever a request says is replaced.
+            job.log_location = log_location(JobKey(experiment_id, work_unit_id, job.name), job)
         job_rows.extend(
             conversions.job_columns(experiment_id, work_unit_id, position, job, at)
             for position, job in enumerate(unit_message.jobs)

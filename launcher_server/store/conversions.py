@@ -117,6 +117,7 @@ def job_columns(
         "end_time": None,
         "update_time": at,
         "log_location": job.log_location,
+        "launch_context_digest": job.launch_context_digest,
     }
 
 
@@ -132,6 +133,7 @@ def job_message(row: Any) -> pb.Job:
         status=status(row),
         backend_handle=row.backend_handle,
         log_location=row.log_location,
+        launch_context_digest=row.launch_context_digest,
     )
 
 

@@ -182,6 +182,21 @@ class JobRow(Base):
     end_time: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
     update_time: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     log_location: Mapped[str] = mapped_column(Text)
+    # The launch context it runs with (launch_contexts.digest), "" for none.
+    launch_context_digest: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class LaunchContextRow(Base):
+    """A launch script's working directory and environment, which local binary jobs run with.
+
+    Apart from the jobs, since the environment may hold secrets: no read RPC selects it.
+    """
+
+    __tablename__ = "launch_contexts"
+
+    digest: Mapped[str] = mapped_column(Text, primary_key=True)
+    working_directory: Mapped[str] = mapped_column(Text)
+    env: Mapped[dict[str, str]] = mapped_column(Json)
 
 
 class EventRow(Base):
@@ -211,3 +226,4 @@ EXPERIMENTS = cast(Table, ExperimentRow.__table__)
 UNITS = cast(Table, WorkUnitRow.__table__)
 JOBS = cast(Table, JobRow.__table__)
 EVENTS = cast(Table, EventRow.__table__)
+LAUNCH_CONTEXTS = cast(Table, LaunchContextRow.__table__)

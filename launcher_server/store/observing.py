@@ -17,7 +17,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 
 from launcher_server import aggregation
-from launcher_server.backends.base import JobKey, JobObservation
+from launcher_server.jobs import JobKey, JobObservation
 from launcher_server.store import conversions
 from launcher_server.store.active import ActiveUnits, UnitStatus, load
 from launcher_server.store.batch import Transaction, WatchUpdate

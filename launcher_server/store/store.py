@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from launcher_server import aggregation, limits
-from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
+from launcher_server.jobs import JobKey, JobObservation
 from launcher_server.store import adding, conversions, deleting, migrate, observing, reading
 from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
 from launcher_server.store.claim import WriterClaim
-from launcher_server.store.models import EVENTS, JOBS, EventRow, ExperimentRow, JobRow, WorkUnitRow
+from launcher_server.store.models import (
+    EVENTS,
+    JOBS,
+    EventRow,
+    ExperimentRow,
+    JobRow,
+    LaunchContextRow,
+    WorkUnitRow,
+)
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -50,7 +58,7 @@ class Store:
         # every database it makes commit order equal event order, so watchers never miss one.
         self._write_lock = threading.Lock()
         self._publish: Callable[[Sequence[WatchUpdate]], None] = lambda updates: None
-        self._log_location: adding.LogLocator = lambda experiment_id, work_unit_id, name: ""
+        self._log_location: adding.LogLocator = lambda key, job: ""
         self._units = reading.UnitCache()
         with self._read() as session:
             self._last_sequence = int(session.scalar(select(func.max(EventRow.sequence))) or 0)
@@ -438,6 +446,46 @@ class Store:
                 transaction, self._active, observations, handles or {}, conversions.now()
             )
         return transaction.updates
+
+    # -- launch contexts -----------------------------------------------------------------------
+
+    def save_launch_contexts(self, contexts: Mapping[str, pb.LaunchContext]) -> None:
+        """Records launch contexts by digest (those already known are left as they are)."""
+        with self._write() as transaction:
+            session = transaction.session
+            known = set(
+                session.scalars(
+                    select(LaunchContextRow.digest).where(
+                        LaunchContextRow.digest.in_(list(contexts))
+                    )
+                )
+            )
+            for digest, context in contexts.items():
+                if digest not in known:
+                    session.add(
+                        LaunchContextRow(
+                            digest=digest,
+                            working_directory=context.working_directory,
+                            env=dict(context.env),
+                        )
+                    )
+
+    def known_launch_contexts(self, digests: Iterable[str]) -> set[str]:
+        with self._read() as session:
+            return set(
+                session.scalars(
+                    select(LaunchContextRow.digest).where(
+                        LaunchContextRow.digest.in_(list(digests))
+                    )
+                )
+            )
+
+    def launch_context(self, digest: str) -> pb.LaunchContext | None:
+        with self._read() as session:
+            row = session.get(LaunchContextRow, digest)
+            if row is None:
+                return None
+            return pb.LaunchContext(working_directory=row.working_directory, env=row.env)
 
     # -- events --------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher_server.backends.base import JobKey, LaunchSpec
-from launcher_server.backends.local import container_config, image_tarball, records
+from launcher_server import job_dirs
+from launcher_server.backends.local import container_config, image_tarball
 from launcher_server.backends.local.container_logs import (
     Cursor,
     LogCopier,
@@ -21,6 +21,7 @@ from launcher_server.backends.local.container_logs import (
     parse_timestamp,
     tty_messages,
 )
+from launcher_server.jobs import JobKey, LaunchSpec
 from tests.containers import images
 from xmanager import xm, xm_local
 from xmanager.launcher.v1 import launcher_pb2 as pb
@@ -126,13 +127,10 @@ def test_bad_tarballs_get_clear_errors(tmp_path: Path) -> None:
 def _spec(job: pb.Job, peers: tuple[str, ...] = ()) -> LaunchSpec:
     return LaunchSpec(
         key=JobKey(7, 3, job.name),
-        artifact=job.artifact,
-        args=list(job.args),
+        job=job,
+        args=tuple(job.args),
         env={**job.env, "XM_JOB_NAME": job.name},
-        executor=job.executor,
-        requirements=job.requirements,
-        job_dir=Path("/nonexistent"),
-        peers=peers or (job.name,),
+        peers=tuple(peers or (job.name,)),
     )
 
 
@@ -205,10 +203,10 @@ def test_create_options_map_the_contract_to_docker() -> None:
 def test_bad_docker_options_are_refused_with_what_to_do() -> None:
     job = _image_job(xm_local.Local(docker_options=xm_local.DockerOptions(volumes={"data": "/d"})))
     with pytest.raises(ValueError, match="host path 'data' is not absolute"):
-        container_config.check_options(_spec(job))
+        container_config.check_options(job)
     job = _image_job(xm_local.Local(docker_options=xm_local.DockerOptions(volumes={"/d": "d"})))
     with pytest.raises(ValueError, match="container path 'd' for '/d' is not absolute"):
-        container_config.check_options(_spec(job))
+        container_config.check_options(job)
 
 
 def test_instance_id_is_stable_and_distinct(tmp_path: Path) -> None:
@@ -321,7 +319,7 @@ def test_log_cap_applies_to_container_output(tmp_path: Path) -> None:
     copier.copy(multiplexed_messages(io.BytesIO(_frames((1, 0, b"0123456789\n"))).read))
     copier.close()
     assert (tmp_path / "stdout.log").read_bytes() == b"01234567"
-    assert (tmp_path / records.TRUNCATED).exists()
+    assert (tmp_path / job_dirs.TRUNCATED).exists()
 
 
 def test_chunk_reader_serves_any_block_size() -> None:
@@ -418,7 +416,7 @@ def test_volumes_may_not_expose_the_engine_or_the_state_directory(host_path: str
     job = _image_job(xm_local.Local(docker_options=options))
     protected = container_config.protected_paths(Path("/srv/xm-state"), "unix:///tmp/engine.sock")
     with pytest.raises(ValueError, match=r"docker_options\.volumes") as refused:
-        container_config.check_options(_spec(job), protected)
+        container_config.check_options(job, protected)
     assert "mount a narrower directory" in str(refused.value)
 
 
@@ -426,4 +424,4 @@ def test_volumes_elsewhere_are_allowed() -> None:
     options = xm_local.DockerOptions(volumes={"/srv/data": "/data", "/var/lib/x": "/x"})
     job = _image_job(xm_local.Local(docker_options=options))
     protected = container_config.protected_paths(Path("/srv/xm-state"), "")
-    container_config.check_options(_spec(job), protected)
+    container_config.check_options(job, protected)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.containers.conftest import (
@@ -364,14 +365,14 @@ def test_docker_options_ports_volumes_and_tty(
     assert status.state == pb.JOB_STATE_FAILED
     assert "host path 'relative/dir' is not absolute" in status.reason
 
-    for unit, host in enumerate(["/var/run/docker.sock", str(daemon.state.root)], start=4):
+    # Refused when added: the engine's socket and the state directory are not for jobs.
+    for host in ["/var/run/docker.sock", str(daemon.state.root)]:
         exposing = pb.DockerOptions(volumes={host: "/mnt"})
-        add_unit(
-            daemon, experiment_id, container_job("main", tarball=test_images.sh, options=exposing)
-        )
-        status = wait_job(daemon, experiment_id, unit, "main").status
-        assert status.state == pb.JOB_STATE_FAILED
-        assert "mount a narrower directory" in status.reason
+        job = container_job("main", tarball=test_images.sh, options=exposing)
+        with pytest.raises(grpc.RpcError) as refused:
+            add_unit(daemon, experiment_id, job)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "mount a narrower directory" in (refused.value.details() or "")
     wait_no_leftovers(docker_client, daemon.state.root)
 
 

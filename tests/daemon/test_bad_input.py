@@ -242,7 +242,7 @@ BAD_REQUESTS: list[tuple[str, Case, grpc.StatusCode, str]] = [
             ),
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
-        "the 'vertex' backend",
+        "vertex",
     ),
     (
         "unknown enum value",

@@ -135,8 +135,7 @@ def test_backends_not_in_this_version_are_refused_clearly(
     with pytest.raises(xm_local.WorkUnitRejectedError) as refused:
         launch()
     assert refused.value.code.name == "FAILED_PRECONDITION"
-    assert "not available in this version" in str(refused.value)
-    assert f"'{backend}'" in str(refused.value)
+    assert f"{backend} executor" in str(refused.value)
 
 
 def test_ctrl_c_while_waiting_offers_to_cancel(shared_daemon: DaemonHandle, tmp_path: Path) -> None:
@@ -254,7 +253,7 @@ def test_cli_launch_reports_a_refused_unit_in_one_line(
     result = run_cli(["launch", str(script)], env=shared_daemon.env())
     assert result.returncode == 1
     assert result.stderr.startswith("xmanager: FAILED_PRECONDITION:")
-    assert "not available in this version" in result.stderr
+    assert "executor" in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
 
 

@@ -12,13 +12,13 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from launcher_server.backends.base import JobKey, JobObservation
 from launcher_server.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
     NotFoundError,
     StoreVersionError,
 )
+from launcher_server.jobs import JobKey, JobObservation
 from launcher_server.store import migrate
 from launcher_server.store.claim import StoreInUseError
 from launcher_server.store.models import Base

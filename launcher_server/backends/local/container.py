@@ -36,17 +36,16 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from launcher_server.backends.base import (
+    AVAILABLE,
+    Availability,
     Backend,
+    BackendContext,
     BackendUnavailableError,
-    JobKey,
-    JobObservation,
-    LaunchSpec,
-    ReportFn,
 )
 from launcher_server.backends.local import container_config, image_tarball, records
 from launcher_server.backends.local.container_logs import (
@@ -55,6 +54,8 @@ from launcher_server.backends.local.container_logs import (
     parse_timestamp,
     tty_messages,
 )
+from launcher_server.errors import InvalidArgumentError
+from launcher_server.jobs import JobKey, JobObservation, LaunchSpec
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 try:
@@ -165,25 +166,22 @@ class _ChunkReader:
 
 class LocalContainerBackend(Backend):
     name = "local_container"
+    uses_local_slots = True
 
-    def __init__(
-        self,
-        jobs_root: Path,
-        report: ReportFn,
-        *,
-        instance: str,
-        docker_host: str = "",
-        log_cap_bytes: int = 64 * 1024 * 1024,
-    ) -> None:
-        self._jobs_root = jobs_root
-        self._report = report
-        self._naming = container_config.Naming(instance)
-        self._docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-        self._log_cap = log_cap_bytes
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        config = context.config
+        self._naming = container_config.Naming(container_config.instance_id(config.state_dir.root))
+        self._docker_host = (
+            config.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        )
+        self._log_cap = config.log_cap_bytes
+        # What no volume may expose: the engine's socket and the state directory.
+        self._protected = container_config.protected_paths(config.state_dir.root, self._docker_host)
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()
         self._docker: docker.DockerClient | None = None
-        self._availability: tuple[bool, str] = (False, "")
+        self._availability = Availability(False)
         self._availability_expires = 0.0
         self._jobs: dict[JobKey, _Job] = {}
         # Jobs per experiment that may still have a container: its network stays while > 0.
@@ -241,7 +239,25 @@ class LocalContainerBackend(Backend):
     def _url(self, client: docker.DockerClient, path: str) -> str:
         return f"{client.api.base_url}/v{client.api.api_version}{path}"
 
-    def availability(self) -> tuple[bool, str]:
+    def accepts(self, job: pb.Job) -> bool:
+        return bool(
+            job.executor.WhichOneof("kind") == "local"
+            and job.artifact.WhichOneof("kind") == "oci_image"
+        )
+
+    def check(self, job: pb.Job, field: str) -> None:
+        try:
+            container_config.check_options(job, self._protected)
+        except ValueError as error:
+            raise InvalidArgumentError(f"{field}.executor.local", str(error)) from None
+        image = job.artifact.oci_image
+        if image.WhichOneof("source") == "tarball_path" and not os.path.isfile(image.tarball_path):
+            raise InvalidArgumentError(
+                f"{field}.artifact.oci_image.tarball_path",
+                f"{image.tarball_path} does not exist; build the image first",
+            )
+
+    def availability(self) -> Availability:
         # Cached: AddWorkUnit asks for every container job, the engine need not be pinged each time.
         now = time.monotonic()
         with self._lock:
@@ -250,14 +266,14 @@ class LocalContainerBackend(Backend):
         try:
             client = self._client()
             client.api.get(self._url(client, "/_ping"), timeout=_PING_TIMEOUT).raise_for_status()
-            result = (True, "")
+            result = AVAILABLE
         except BackendUnavailableError as error:
-            result = (False, str(error))
+            result = Availability(False, str(error))
         except _ENGINE_ERRORS as error:
-            result = (False, self._unreachable(error))
+            result = Availability(False, self._unreachable(error))
         with self._lock:
             self._availability = result
-            self._availability_expires = now + (_AVAILABLE_TTL if result[0] else _UNAVAILABLE_TTL)
+            self._availability_expires = now + (_AVAILABLE_TTL if result.ok else _UNAVAILABLE_TTL)
         return result
 
     # -- starting ----------------------------------------------------------------------------
@@ -271,23 +287,24 @@ class LocalContainerBackend(Backend):
             return self._image_locks[image_id]
 
     def _job_dir(self, key: JobKey) -> Path:
-        return self._jobs_root / str(key.experiment_id) / str(key.work_unit_id) / key.job_name
+        return self.context.job_dirs.path(key)
 
-    def start(self, spec: LaunchSpec) -> str:
-        container_config.check_options(
-            spec, container_config.protected_paths(self._jobs_root.parent, self._docker_host)
-        )
+    def start(self, specs: Sequence[LaunchSpec]) -> list[str]:
+        return [self._start(spec) for spec in specs]
+
+    def _start(self, spec: LaunchSpec) -> str:
         image = spec.artifact.oci_image
         if image.WhichOneof("source") == "tarball_path" and not os.path.isfile(image.tarball_path):
             raise ValueError(f"image tarball {image.tarball_path} does not exist; build it first")
-        available, reason = self.availability()
-        if not available:
-            raise BackendUnavailableError(reason)
-        spec.job_dir.mkdir(parents=True, exist_ok=True)
+        availability = self.availability()
+        if not availability.ok:
+            raise BackendUnavailableError(availability.reason)
+        job_dir = self._job_dir(spec.key)
+        job_dir.mkdir(parents=True, exist_ok=True)
         job = _Job(
             spec.key,
             self._naming.container(spec.key),
-            spec.job_dir,
+            job_dir,
             tty=spec.executor.local.docker_options.interactive,
         )
         with self._lock:
@@ -310,7 +327,7 @@ class LocalContainerBackend(Backend):
                     self._availability_expires = 0.0
             else:
                 reason = _explain(error)
-            self._report(
+            self.report(
                 JobObservation(
                     job.key,
                     pb.JOB_STATE_FAILED,
@@ -321,7 +338,7 @@ class LocalContainerBackend(Backend):
             self._release(job)
             return
         if observation is not None:  # cancelled before it ran
-            self._report(observation)
+            self.report(observation)
             self._remove_container(job)
             self._release(job)
 
@@ -390,7 +407,7 @@ class LocalContainerBackend(Backend):
                 "start_time": started.isoformat(),
             },
         )
-        self._report(
+        self.report(
             JobObservation(
                 job.key, pb.JOB_STATE_RUNNING, native_state="running", start_time=started
             )
@@ -617,7 +634,7 @@ class LocalContainerBackend(Backend):
             )
         if observation is None:
             return
-        self._report(observation)
+        self.report(observation)
         if observation.state != pb.JOB_STATE_LOST or observation.native_state != "unknown":
             self._remove_container(job)
         self._release(job)
@@ -819,9 +836,9 @@ class LocalContainerBackend(Backend):
 
     # -- re-attaching --------------------------------------------------------------------------
 
-    def reattach(self, key: JobKey, handle: str, job_dir: Path) -> JobObservation:
-        job = _Job(key, self._naming.container(key), job_dir)
-        exited = records.read_exited(job_dir)
+    def reattach(self, key: JobKey, handle: str) -> JobObservation:
+        job = _Job(key, self._naming.container(key), self._job_dir(key))
+        exited = records.read_exited(job.job_dir)
         if exited is not None:
             # Recorded, but maybe not removed yet: the sweep removes the container.
             return self._final_observation(job, exited)
@@ -830,16 +847,16 @@ class LocalContainerBackend(Backend):
                 key,
                 pb.JOB_STATE_LOST,
                 native_state="unknown",
-                reason=f"cannot re-attach to its container: {self.availability()[1]}",
+                reason=f"cannot re-attach to its container: {self.availability().reason}",
             )
         with self._lock:
             self._jobs[key] = job
             self._active[key.experiment_id] += 1
         try:
             # Cached: after a restart with the engine down, one probe serves every job.
-            available, reason = self.availability()
-            if not available:
-                raise BackendUnavailableError(reason)
+            availability = self.availability()
+            if not availability.ok:
+                raise BackendUnavailableError(availability.reason)
             client = self._client()
             attrs = client.api.inspect_container(job.name)
         except docker.errors.NotFound:
@@ -879,12 +896,9 @@ class LocalContainerBackend(Backend):
             return self._vanished(job)
         if self._cancel_requested(job) is not None:
             return self._cancelled_before_start(job)
-        return JobObservation(
-            job.key,
-            pb.JOB_STATE_LOST,
-            native_state="never started",
-            reason="the daemon stopped before the job's container was created",
-        )
+        # Only this daemon's start workers create containers, and they died with the daemon
+        # that queued the job: it never started, and starting it now cannot start it twice.
+        return JobObservation(job.key, pb.JOB_STATE_PENDING, native_state="never started")
 
     def _resume_start(
         self, client: docker.DockerClient, job: _Job, image_id: str

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from launcher_server.backends.base import JobKey, LaunchSpec
+from launcher_server.jobs import JobKey, LaunchSpec
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 INSTANCE_LABEL = "xmanager.instance"
@@ -86,18 +86,18 @@ class Naming:
             return None
 
 
-def check_options(spec: LaunchSpec, protected: Sequence[Path] = ()) -> None:
+def check_options(job: pb.Job, protected: Sequence[Path] = ()) -> None:
     """Raises ValueError naming the bad option, before anything is created.
 
     `protected`: host paths no volume may expose (the engine's socket, which is root on the
     host, and the daemon's state directory): neither they, nor what is in them, nor a
     directory that contains them.
     """
-    if spec.artifact.WhichOneof("kind") != "oci_image":
+    if job.artifact.WhichOneof("kind") != "oci_image":
         raise ValueError("the local container backend runs OCI images (artifact.oci_image) only")
-    if spec.executor.WhichOneof("kind") != "local":
+    if job.executor.WhichOneof("kind") != "local":
         raise ValueError("the local container backend runs jobs of the Local executor only")
-    local = spec.executor.local
+    local = job.executor.local
     options = local.docker_options
     for container_port, host_port in options.ports.items():
         for port in (container_port, host_port):

@@ -26,8 +26,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from launcher_server.backends.local import logfiles, records
-from launcher_server.backends.local.logfiles import JobLogs
+from launcher_server import job_dirs
+from launcher_server.backends.local import records
+from launcher_server.job_dirs import JobLogs
 
 CURSOR = "container-logs.json"
 _HEADER = struct.Struct(">BxxxL")
@@ -142,7 +143,7 @@ class Cursor:
         # written, so certainly after the other stream's last message minus a margin.
         floors = [
             self.streams[s].time_ns if s in self.streams else max(copied) - _SILENT_STREAM_MARGIN
-            for s in logfiles.STREAMS
+            for s in job_dirs.STREAMS
         ]
         seconds, nanos = divmod(max(0, min(floors)), 1_000_000_000)
         return f"{seconds}.{nanos:09d}"
@@ -188,7 +189,7 @@ class LogCopier:
         self._job_dir = job_dir
         saved = Cursor.load(job_dir)
         if saved is not None:
-            logfiles.rewind(job_dir, saved.sizes)
+            job_dirs.rewind(job_dir, saved.sizes)
         self._cursor = saved.rewound() if saved is not None else Cursor()
         self._logs = JobLogs(job_dir, cap)
         self._saved_at = time.monotonic()

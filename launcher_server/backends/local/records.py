@@ -7,8 +7,7 @@ A job directory holds:
     exit.json      {exit_code, signal, end_time, cancelled, reason, start_time}
                    written by the supervisor once the job ended (or could not start)
     cancel.json    {grace_seconds, ...}  written by the daemon to ask for a stop
-    truncated      present when a log reached its size cap
-    stdout.log, stderr.log, output.log (both, interleaved as written)
+    stdout.log, stderr.log, output.log, truncated: the job's logs (see launcher_server.job_dirs)
     workdir/       the job's working directory
 
 exit.json and cancel.json are written atomically (a temporary file renamed over the final
@@ -30,15 +29,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from launcher_server.backends.base import JobKey, JobObservation
+from launcher_server.jobs import JobKey, JobObservation
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 STARTED = "started.json"
 EXITED = "exit.json"
 CANCEL = "cancel.json"
-TRUNCATED = "truncated"
 WORKDIR = "workdir"
-LOGS = {"output": "output.log", "stdout": "stdout.log", "stderr": "stderr.log"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +174,8 @@ def kill_orphaned_job(started: Started) -> None:
     Only if the group's leader is still the job's process: the process with the job's pid must
     have started when the record says the job did (a later process reusing the pid did not).
     """
+    if started.pid <= 0:
+        return  # it was being started: see kill_unrecorded_job
     ticks = process_ticks(started.pid)
     if ticks is None:
         return
@@ -185,6 +184,44 @@ def kill_orphaned_job(started: Started) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(started.pid, signal.SIGKILL)
+
+
+def kill_unrecorded_job(key: JobKey, started: Started) -> bool:
+    """SIGKILLs the process group of a job whose supervisor died between spawning it and
+    recording its pid; True when one was found.
+
+    The job is found by what it was started with: a session leader whose environment names
+    the job (XM_EXPERIMENT_ID, XM_WORK_UNIT_ID, XM_JOB_NAME) and which started within moments
+    of the supervisor's "starting" record. Rare (a window of microseconds), so a scan is fine.
+    """
+    wanted = {
+        b"XM_EXPERIMENT_ID=" + str(key.experiment_id).encode(),
+        b"XM_WORK_UNIT_ID=" + str(key.work_unit_id).encode(),
+        b"XM_JOB_NAME=" + key.job_name.encode(),
+    }
+    since = parse_time(started.start_time).timestamp()
+    boot, tick = _boot_time(), os.sysconf("SC_CLK_TCK")
+    found = False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if os.getsid(pid) != pid:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = set(f.read().split(b"\0"))
+        except (OSError, ProcessLookupError):
+            continue
+        ticks = process_ticks(pid)
+        if not wanted <= environ or ticks is None:
+            continue
+        started_at = boot + ticks / tick
+        if since - _START_TOLERANCE_SECONDS <= started_at <= since + _START_TOLERANCE_SECONDS:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                found = True
+    return found
 
 
 # How far the kernel's start time of a process and the supervisor's record of it may differ.

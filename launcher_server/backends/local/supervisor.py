@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher_server.backends.local import records
-from launcher_server.backends.local.logfiles import JobLogs
+from launcher_server.job_dirs import JobLogs
 
 _READ_SIZE = 1 << 16
 _HEADER = struct.Struct(">I")
@@ -79,6 +79,8 @@ class Request:
     env: dict[str, str]
     job_dir: str
     log_cap: int
+    # The working directory; empty: a private one in the job directory.
+    cwd: str = ""
 
     @classmethod
     def from_json(cls, data: bytes) -> Request:
@@ -92,6 +94,12 @@ def notify_path(run_dir: Path) -> Path:
 
 def control_path(run_dir: Path, pid: int) -> Path:
     return run_dir / f"supervisor-{pid}.sock"
+
+
+def accepting_path(run_dir: Path, pid: int) -> Path:
+    """Present while the supervisor may still start jobs from its stdin: a new daemon waits for
+    it to go before deciding that a job handed to an old supervisor never started."""
+    return run_dir / f"supervisor-{pid}.accepting"
 
 
 @dataclasses.dataclass
@@ -144,6 +152,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self._control_path.unlink(missing_ok=True)
+        accepting = accepting_path(self._run_dir, self._pid)
+        accepting.write_text(f"{self._ticks}\n")
         control = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         control.bind(str(self._control_path))
         os.set_blocking(stdin, False)
@@ -176,6 +186,7 @@ class Supervisor:
                     self._read_requests(stdin)
                     self._flush()
         finally:
+            accepting.unlink(missing_ok=True)
             control.close()
             self._control_path.unlink(missing_ok=True)
 
@@ -211,8 +222,10 @@ class Supervisor:
         except BlockingIOError:
             return
         if not data:
+            # Every request before the end of input has been started or refused.
             self._input_open = False
             self._selector.unregister(stdin)
+            accepting_path(self._run_dir, self._pid).unlink(missing_ok=True)
             return
         self._input += data
         while len(self._input) >= _HEADER.size:
@@ -240,9 +253,20 @@ class Supervisor:
 
     def _start(self, request: Request) -> None:
         job_dir = Path(request.job_dir)
-        workdir = f"{request.job_dir}/{records.WORKDIR}"
-        self._make_dirs(request.job_dir, workdir)
+        workdir = request.cwd or f"{request.job_dir}/{records.WORKDIR}"
+        self._make_dirs(request.job_dir, "" if request.cwd else workdir)
         logs = JobLogs(job_dir, request.log_cap)
+        started_path = f"{request.job_dir}/{records.STARTED}"
+        # Written before the spawn (pid 0: "starting"): if this process dies before recording
+        # the pid, a restarted daemon knows the job may have run and never starts it again.
+        started = {  # a records.Started
+            "supervisor_pid": self._pid,
+            "supervisor_ticks": self._ticks,
+            "pid": 0,
+            "start_time": records.now(),
+            "control": self._control_address,
+        }
+        records.write_plain(started_path, started)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -289,14 +313,8 @@ class Supervisor:
         for fd in job.pipes:
             self._selector.register(fd, selectors.EVENT_READ, ("pipe", job))
         self._selector.register(pidfd, selectors.EVENT_READ, ("pidfd", job))
-        started = {  # a records.Started
-            "supervisor_pid": self._pid,
-            "supervisor_ticks": self._ticks,
-            "pid": pid,
-            "start_time": start_time,
-            "control": self._control_address,
-        }
-        records.write_plain(f"{request.job_dir}/{records.STARTED}", started)
+        started.update(pid=pid, start_time=start_time)
+        records.write_plain(started_path, started)
         self._send(request.key, "started", started)
         # A cancel that came before the job ran (its cancel.json was there already).
         if self._stopping or os.path.exists(f"{request.job_dir}/{records.CANCEL}"):
@@ -319,8 +337,9 @@ class Supervisor:
                 os.makedirs(os.path.dirname(job_dir), exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(job_dir)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(workdir)
+        if workdir:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(workdir)
 
     def _copy(self, job: _Job, fd: int) -> None:
         data = os.read(fd, _READ_SIZE)

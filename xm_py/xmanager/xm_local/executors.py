@@ -75,11 +75,15 @@ class Local(xm.Executor):
       requirements: mainly `local_gpu`, the number of GPUs to pass through.
       docker_options: options for containers.
       experimental_stream_output: echo the job's output on the client's terminal.
+      clean_environment: binaries only (not in XManager): run in a private directory with a
+        minimal environment, instead of the launch script's working directory and whole
+        environment (XManager's behaviour, the default).
     """
 
     requirements: xm.JobRequirements = dataclasses.field(default_factory=xm.JobRequirements)
     docker_options: DockerOptions | None = None
     experimental_stream_output: bool = True
+    clean_environment: bool = False
 
     Spec: ClassVar[type[xm.ExecutorSpec]] = LocalSpec
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from xmanager import xm
 from xmanager.client.connection import Launcher, connect
+from xmanager.launcher import launch_context
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.xm import roles
 from xmanager.xm.executables import launch_script_path
@@ -50,6 +51,8 @@ class LocalExperiment(xm.Experiment):
         # Ids are given at creation, as XManager does; the daemon checks they are free.
         self._next_work_unit_id = record.work_unit_count + 1
         self._submitter: Submitter | None = None
+        self._launch_context: tuple[str, dict[str, str]] = ("", {})
+        self._context_digest = ""
         self._watcher: StatusWatcher | None = None
         self._output: OutputEcho | None = None
 
@@ -170,6 +173,17 @@ class LocalExperiment(xm.Experiment):
     def launcher(self) -> Launcher:
         return self._launcher
 
+    def launch_context_digest(self) -> str:
+        """The digest of the launch script's working directory and environment now, which
+        local binary jobs run with (registered with the submitter when it changed)."""
+        cwd, environ = os.getcwd(), dict(os.environ)
+        if not self._context_digest or (cwd, environ) != self._launch_context:
+            self._launch_context = (cwd, environ)
+            self._context_digest = self.submitter.register_context(
+                launch_context.capture(environ, cwd)
+            )
+        return self._context_digest
+
     @property
     def submitter(self) -> Submitter:
         if self._submitter is None:
@@ -286,6 +300,8 @@ class _DaemonUnit(xm.ExperimentUnit):
                 request_id=uuid.uuid4().hex,
             )
             experiment = self._local_experiment
+            if any(_runs_in_launch_context(job) for job in request.jobs):
+                request.launch_context_digest = experiment.launch_context_digest()
             unit = await asyncio.wrap_future(experiment.submitter.submit(request))
             self.launched = True
             experiment.watcher.observe(unit)
@@ -474,3 +490,12 @@ def list_experiments(limit: int = 100) -> list[LocalExperiment]:
         launcher.stub.ListExperiments, pb.ListExperimentsRequest(page_size=limit)
     )
     return [LocalExperiment(launcher, record) for record in response.experiments]
+
+
+def _runs_in_launch_context(job: pb.Job) -> bool:
+    """Local binaries run where the launch script runs, with its environment (XManager)."""
+    return bool(
+        job.executor.WhichOneof("kind") == "local"
+        and job.artifact.WhichOneof("kind") == "local_binary"
+        and not job.executor.local.clean_environment
+    )

@@ -46,7 +46,10 @@ def artifact_to_proto(executable: xm.Executable) -> pb.Artifact:
 
 def executor_to_proto(executor: xm.Executor) -> pb.Executor:
     if isinstance(executor, executors.Local):
-        local = pb.LocalExecutor(stream_output=executor.experimental_stream_output)
+        local = pb.LocalExecutor(
+            stream_output=executor.experimental_stream_output,
+            clean_environment=executor.clean_environment,
+        )
         options = executor.docker_options
         if options is not None:
             local.docker_options.CopyFrom(

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import grpc
 
 from xmanager.client.connection import MAX_MESSAGE_BYTES, Launcher, LauncherUnavailableError
+from xmanager.launcher import launch_context
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -65,8 +66,17 @@ class Submitter:
         self._in_flight: collections.deque[list[_Pending]] = collections.deque()
         self._generation = 0
         self._closed = False
+        # Launch contexts by digest: sent whole once per stream, then by digest.
+        self._contexts: dict[str, pb.LaunchContext] = {}
         self._thread = threading.Thread(target=self._run, name="xm-submitter", daemon=True)
         self._thread.start()
+
+    def register_context(self, context: pb.LaunchContext) -> str:
+        """Remembers a launch context; requests then name it by the digest returned."""
+        key = launch_context.digest(context)
+        with self._changed:
+            self._contexts.setdefault(key, context)
+        return key
 
     def submit(self, request: pb.AddWorkUnitRequest) -> concurrent.futures.Future[pb.WorkUnit]:
         future: concurrent.futures.Future[pb.WorkUnit] = concurrent.futures.Future()
@@ -96,6 +106,7 @@ class Submitter:
         self._thread.join()
 
     def _requests(self, generation: int) -> Iterator[pb.AddWorkUnitsRequest]:
+        sent_contexts: set[str] = set()  # on this stream
         while True:
             with self._changed:
                 self._changed.wait_for(
@@ -111,6 +122,13 @@ class Submitter:
                         break
                     batch.append(self._to_send.popleft())
                 self._in_flight.append(batch)
+                for request, _ in batch:
+                    context = request.launch_context_digest
+                    if context and context not in sent_contexts:
+                        request.launch_context.CopyFrom(self._contexts[context])
+                        sent_contexts.add(context)
+                    elif request.HasField("launch_context"):
+                        request.ClearField("launch_context")  # sent whole on an earlier stream
             yield pb.AddWorkUnitsRequest(requests=[request for request, _ in batch])
 
     def _run(self) -> None:

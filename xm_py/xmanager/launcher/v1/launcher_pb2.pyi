@@ -235,14 +235,16 @@ class DockerOptions(_message.Message):
     def __init__(self, ports: _Optional[_Mapping[int, int]] = ..., volumes: _Optional[_Mapping[str, str]] = ..., interactive: _Optional[bool] = ..., all_interfaces: _Optional[bool] = ...) -> None: ...
 
 class LocalExecutor(_message.Message):
-    __slots__ = ("docker_options", "gpus", "stream_output")
+    __slots__ = ("docker_options", "gpus", "stream_output", "clean_environment")
     DOCKER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     STREAM_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     docker_options: DockerOptions
     gpus: int
     stream_output: bool
-    def __init__(self, docker_options: _Optional[_Union[DockerOptions, _Mapping]] = ..., gpus: _Optional[int] = ..., stream_output: _Optional[bool] = ...) -> None: ...
+    clean_environment: bool
+    def __init__(self, docker_options: _Optional[_Union[DockerOptions, _Mapping]] = ..., gpus: _Optional[int] = ..., stream_output: _Optional[bool] = ..., clean_environment: _Optional[bool] = ...) -> None: ...
 
 class VertexExecutor(_message.Message):
     __slots__ = ("project", "region", "machine_type", "accelerator_type", "accelerator_count", "replica_count", "service_account", "output_directory", "tensorboard", "api_endpoint")
@@ -349,7 +351,7 @@ class ResourceRequirements(_message.Message):
     def __init__(self, cpu: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., ephemeral_storage_bytes: _Optional[int] = ..., accelerator: _Optional[_Union[Accelerator, _Mapping]] = ..., replicas: _Optional[int] = ..., location: _Optional[str] = ..., other: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "artifact", "args", "env", "executor", "requirements", "status", "backend_handle", "log_location")
+    __slots__ = ("name", "artifact", "args", "env", "executor", "requirements", "status", "backend_handle", "log_location", "launch_context_digest")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -366,6 +368,7 @@ class Job(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_HANDLE_FIELD_NUMBER: _ClassVar[int]
     LOG_LOCATION_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     artifact: Artifact
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -375,7 +378,23 @@ class Job(_message.Message):
     status: JobStatus
     backend_handle: str
     log_location: str
-    def __init__(self, name: _Optional[str] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., executor: _Optional[_Union[Executor, _Mapping]] = ..., requirements: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., status: _Optional[_Union[JobStatus, _Mapping]] = ..., backend_handle: _Optional[str] = ..., log_location: _Optional[str] = ...) -> None: ...
+    launch_context_digest: str
+    def __init__(self, name: _Optional[str] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., executor: _Optional[_Union[Executor, _Mapping]] = ..., requirements: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., status: _Optional[_Union[JobStatus, _Mapping]] = ..., backend_handle: _Optional[str] = ..., log_location: _Optional[str] = ..., launch_context_digest: _Optional[str] = ...) -> None: ...
+
+class LaunchContext(_message.Message):
+    __slots__ = ("working_directory", "env")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKING_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    working_directory: str
+    env: _containers.ScalarMap[str, str]
+    def __init__(self, working_directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class WorkUnit(_message.Message):
     __slots__ = ("experiment_id", "work_unit_id", "args_json", "jobs", "status", "identity", "create_time")
@@ -396,20 +415,24 @@ class WorkUnit(_message.Message):
     def __init__(self, experiment_id: _Optional[int] = ..., work_unit_id: _Optional[int] = ..., args_json: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., status: _Optional[_Union[JobStatus, _Mapping]] = ..., identity: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AddWorkUnitRequest(_message.Message):
-    __slots__ = ("experiment_id", "jobs", "args_json", "identity", "request_id", "work_unit_id")
+    __slots__ = ("experiment_id", "jobs", "args_json", "identity", "request_id", "work_unit_id", "launch_context", "launch_context_digest")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WORK_UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     experiment_id: int
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     args_json: str
     identity: str
     request_id: str
     work_unit_id: int
-    def __init__(self, experiment_id: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., args_json: _Optional[str] = ..., identity: _Optional[str] = ..., request_id: _Optional[str] = ..., work_unit_id: _Optional[int] = ...) -> None: ...
+    launch_context: LaunchContext
+    launch_context_digest: str
+    def __init__(self, experiment_id: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., args_json: _Optional[str] = ..., identity: _Optional[str] = ..., request_id: _Optional[str] = ..., work_unit_id: _Optional[int] = ..., launch_context: _Optional[_Union[LaunchContext, _Mapping]] = ..., launch_context_digest: _Optional[str] = ...) -> None: ...
 
 class AddWorkUnitsRequest(_message.Message):
     __slots__ = ("requests",)

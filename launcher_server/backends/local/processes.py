@@ -20,18 +20,21 @@ import struct
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from launcher_server.backends.base import (
+    AVAILABLE,
+    Availability,
     Backend,
+    BackendContext,
     BackendUnavailableError,
-    JobKey,
-    JobObservation,
-    LaunchSpec,
-    ReportFn,
 )
 from launcher_server.backends.local import records, supervisor
+from launcher_server.errors import InvalidArgumentError
+from launcher_server.jobs import JobKey, JobObservation, LaunchSpec
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -41,27 +44,30 @@ INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMP
 _POLL_SECONDS = 1.0
 
 
+# How long a restarted daemon waits for the previous daemon's supervisors to start what was
+# left in their input (they read it at once: the daemon's death closed their stdin).
+_DRAIN_WAIT_SECONDS = 10.0
+
+
 @dataclasses.dataclass
 class _Followed:
     job_dir: Path
     started_reported: bool = False
+    # Until the job's start is recorded: its request, and the supervisor it was sent to, so a
+    # request that died with its supervisor unread is sent again.
+    frame: bytes | None = None
+    supervisor: subprocess.Popen[bytes] | None = None
 
 
 class LocalProcessBackend(Backend):
     name = "local"
     reports_starting = False  # a process runs as soon as its supervisor gets it
+    uses_local_slots = True
 
-    def __init__(
-        self,
-        jobs_root: Path,
-        report: ReportFn,
-        *,
-        run_dir: Path,
-        log_cap_bytes: int = 64 * 1024 * 1024,
-    ) -> None:
-        self._jobs_root = jobs_root
-        self._report = report
-        self._log_cap = log_cap_bytes
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        run_dir = context.config.state_dir.run
+        self._log_cap = context.config.log_cap_bytes
         self._run_dir = run_dir
         self._notify_path = supervisor.notify_path(run_dir)
         self._lock = threading.Lock()
@@ -69,6 +75,7 @@ class LocalProcessBackend(Backend):
         self._followed: dict[JobKey, _Followed] = {}
         self._digests: dict[tuple[str, int, int, int], str] = {}
         self._closed = threading.Event()
+        self._drained = False
         run_dir.mkdir(parents=True, exist_ok=True)
         self._notify_path.unlink(missing_ok=True)
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -83,34 +90,71 @@ class LocalProcessBackend(Backend):
         for thread in self._threads:
             thread.start()
 
-    def availability(self) -> tuple[bool, str]:
-        return True, ""
+    def accepts(self, job: pb.Job) -> bool:
+        return bool(
+            job.executor.WhichOneof("kind") == "local"
+            and job.artifact.WhichOneof("kind") == "local_binary"
+        )
+
+    def check(self, job: pb.Job, field: str) -> None:
+        path = job.artifact.local_binary.path
+        field = f"{field}.artifact.local_binary.path"
+        if not os.path.isabs(path):
+            raise InvalidArgumentError(
+                field, f"{path!r} is not absolute (the client resolves paths before submitting)"
+            )
+        if not os.path.isfile(path):
+            raise InvalidArgumentError(
+                field, f"{path} does not exist or is not a file; build it or fix the path"
+            )
+        if not os.access(path, os.X_OK):
+            raise InvalidArgumentError(field, f"{path} is not executable; chmod +x it")
+
+    def availability(self) -> Availability:
+        return AVAILABLE
 
     # -- starting ----------------------------------------------------------------------------
 
-    def start(self, spec: LaunchSpec) -> str:
-        if spec.artifact.WhichOneof("kind") != "local_binary":
-            raise ValueError("the local process backend runs binaries only")
+    def start(self, specs: Sequence[LaunchSpec]) -> list[str]:
+        return [self._start(spec) for spec in specs]
+
+    def _start(self, spec: LaunchSpec) -> str:
+        job_dir = self.context.job_dirs.path(spec.key)
         binary = spec.artifact.local_binary
         path = binary.path
         if not os.path.isfile(path) or not os.access(path, os.X_OK):
             raise ValueError(f"{path} is missing or not executable")
         if binary.sha256 and self._sha256(path) != binary.sha256:
             raise ValueError(f"binary {path} changed since it was packaged; package it again")
-        env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-        env.update(spec.env)
+        context = spec.launch_context
+        if context is not None and not spec.executor.local.clean_environment:
+            # XManager's local semantics: where the launch script ran, with its environment,
+            # then the executable's and the job's env_vars (both in spec.env), unbuffered.
+            env = {**context.env, **spec.env, "PYTHONUNBUFFERED": "1"}
+            cwd = context.working_directory
+            if not os.path.isdir(cwd):
+                raise ValueError(
+                    f"the launch script's working directory {cwd} no longer exists; run the "
+                    "job with Local(clean_environment=True) or recreate the directory"
+                )
+        else:
+            env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+            env.update(spec.env)
+            cwd = ""
         request = supervisor.Request(
             key=[spec.key.experiment_id, spec.key.work_unit_id, spec.key.job_name],
             argv=[path, *spec.args],
             env=env,
-            job_dir=str(spec.job_dir),
+            job_dir=str(job_dir),
             log_cap=self._log_cap,
+            cwd=cwd,
         )
         body = json.dumps(dataclasses.asdict(request)).encode()
+        frame = struct.pack(">I", len(body)) + body
         with self._lock:
-            self._followed[spec.key] = _Followed(spec.job_dir)
-            self._send(struct.pack(">I", len(body)) + body)
-        return str(spec.job_dir)
+            entry = self._followed[spec.key] = _Followed(job_dir, frame=frame)
+            entry.supervisor = self._send(frame)
+        return str(job_dir)
 
     def _sha256(self, path: str) -> str:
         """The file's digest, cached by identity and modification time."""
@@ -123,11 +167,12 @@ class LocalProcessBackend(Backend):
             self._digests[identity] = digest
         return digest
 
-    def _send(self, frame: bytes) -> None:
-        """Writes a request to this daemon's supervisor, (re)starting it if needed.
+    def _send(self, frame: bytes) -> subprocess.Popen[bytes]:
+        """Writes a request to this daemon's supervisor, (re)starting it if needed; returns the
+        supervisor that got it.
 
         Holds self._lock. A supervisor that died (it should not) is replaced; the jobs it had
-        are found LOST by the poll.
+        are found LOST by the poll, and the requests it had not read are sent again.
         """
         for attempt in range(2):
             process = self._supervisor
@@ -137,10 +182,11 @@ class LocalProcessBackend(Backend):
             try:
                 process.stdin.write(frame)
                 process.stdin.flush()
-                return
+                return process
             except BrokenPipeError:
                 if attempt:
                     raise BackendUnavailableError("the local job supervisor keeps dying") from None
+        raise AssertionError("unreachable")
 
     def _start_supervisor(self) -> subprocess.Popen[bytes]:
         log: IO[bytes]
@@ -184,7 +230,8 @@ class LocalProcessBackend(Backend):
             if entry is None or entry.started_reported:
                 return
             entry.started_reported = True
-        self._report(
+            entry.frame = entry.supervisor = None
+        self.report(
             JobObservation(
                 key,
                 pb.JOB_STATE_RUNNING,
@@ -197,7 +244,7 @@ class LocalProcessBackend(Backend):
         with self._lock:
             if self._followed.pop(key, None) is None:
                 return  # reported already (by the poll)
-        self._report(records.final_observation(key, exited))
+        self.report(records.final_observation(key, exited))
 
     def _poll(self) -> None:
         while not self._closed.wait(_POLL_SECONDS):
@@ -215,6 +262,7 @@ class LocalProcessBackend(Backend):
             return
         started = records.read_started(entry.job_dir)
         if started is None:
+            self._resend_if_unread(key, entry)
             return
         self._on_started(key, started)
         identity = (started.supervisor_pid, started.supervisor_ticks)
@@ -226,12 +274,24 @@ class LocalProcessBackend(Backend):
             with self._lock:
                 if self._followed.pop(key, None) is None:
                     return
-            self._report(records.final_observation(key, exited) if exited else lost(key, started))
+            self.report(records.final_observation(key, exited) if exited else lost(key, started))
+
+    def _resend_if_unread(self, key: JobKey, entry: _Followed) -> None:
+        """A request whose supervisor died before starting it (no started.json, written before
+        the spawn) never ran: it goes to the new supervisor."""
+        with self._lock:
+            process = entry.supervisor
+            if entry.frame is None or process is None or process.poll() is None:
+                return
+            if records.read_started(entry.job_dir) is not None:
+                return
+            _log.warning("job %s: its supervisor died before starting it; sent again", key)
+            entry.supervisor = self._send(entry.frame)
 
     # -- cancelling and re-attaching -------------------------------------------------------------
 
     def cancel(self, key: JobKey, handle: str, grace_period: datetime.timedelta) -> None:
-        job_dir = Path(handle) if handle else self._jobs_root
+        job_dir = Path(handle) if handle else self.context.job_dirs.path(key)
         if records.read_exited(job_dir) is not None:
             return
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -254,15 +314,16 @@ class LocalProcessBackend(Backend):
             # No supervisor left to do it (it should not happen): stop the group directly.
             records.kill_orphaned_job(started)
 
-    def reattach(self, key: JobKey, handle: str, job_dir: Path) -> JobObservation:
-        job_dir = Path(handle) if handle else job_dir
+    def reattach(self, key: JobKey, handle: str) -> JobObservation:
+        self._wait_for_old_supervisors()
+        job_dir = Path(handle) if handle else self.context.job_dirs.path(key)
         exited = records.read_exited(job_dir)
         started = records.read_started(job_dir)
         if exited is not None:
             return records.final_observation(key, exited)
         if started is not None and records.supervisor_alive(started):
             with self._lock:
-                self._followed[key] = _Followed(job_dir, started_reported=True)
+                self._followed[key] = _Followed(job_dir, started_reported=started.pid > 0)
             return JobObservation(
                 key,
                 pb.JOB_STATE_RUNNING,
@@ -271,19 +332,39 @@ class LocalProcessBackend(Backend):
                 start_time=records.parse_time(started.start_time),
             )
         if started is not None:
-            return lost(key, started)
-        # Handed to a supervisor that had not started it when the daemon stopped. If that
-        # supervisor still starts it, the cancel recorded here stops it at once.
-        job_dir.mkdir(parents=True, exist_ok=True)
-        records.write_atomic(
-            job_dir / records.CANCEL, {"grace_seconds": 0, "requested_at": records.now()}
-        )
-        return JobObservation(
-            key,
-            pb.JOB_STATE_LOST,
-            native_state="never started",
-            reason="the daemon stopped before the job's supervisor started it",
-        )
+            exited = records.read_exited(job_dir)  # written just before its supervisor exited?
+            return records.final_observation(key, exited) if exited else lost(key, started)
+        # No supervisor took it (the old ones have read all their input by now): it never ran.
+        if records.read_cancel_grace(job_dir) is not None:
+            return JobObservation(
+                key,
+                pb.JOB_STATE_CANCELLED,
+                native_state="not started",
+                reason="cancelled by request before it started",
+            )
+        return JobObservation(key, pb.JOB_STATE_PENDING, native_state="never started")
+
+    def _wait_for_old_supervisors(self) -> None:
+        """Waits (once) until the supervisors of earlier daemons have started every request
+        they had been sent: only then does a job without records mean "never started"."""
+        with self._lock:
+            if self._drained:
+                return
+            self._drained = True
+        deadline = time.monotonic() + _DRAIN_WAIT_SECONDS
+        for marker in self._run_dir.glob("supervisor-*.accepting"):
+            pid = int(marker.name.split("-")[1].split(".")[0])
+            try:
+                ticks = int(marker.read_text())
+            except (OSError, ValueError):
+                continue
+            while marker.exists() and records.process_ticks(pid) == ticks:
+                if time.monotonic() > deadline:
+                    _log.warning("supervisor %d still has unread requests; not waiting", pid)
+                    break
+                time.sleep(0.01)
+            if records.process_ticks(pid) != ticks:
+                marker.unlink(missing_ok=True)  # died: its unread requests died with it
 
     def close(self) -> None:
         """Stops observing. The supervisor keeps running its jobs, then exits by itself."""
@@ -306,6 +387,17 @@ class LocalProcessBackend(Backend):
 
 
 def lost(key: JobKey, started: records.Started) -> JobObservation:
+    if started.pid <= 0:
+        records.kill_unrecorded_job(key, started)
+        return JobObservation(
+            key,
+            pb.JOB_STATE_LOST,
+            native_state="vanished",
+            reason=(
+                "the job's supervisor died while starting it (kill -9 of the supervisor); "
+                "whatever of it had started was stopped"
+            ),
+        )
     records.kill_orphaned_job(started)
     return JobObservation(
         key,

@@ -1,21 +1,45 @@
-"""A local job's log files: stdout.log, stderr.log and the interleaved output.log, size-capped.
+"""The job directory: where a job's records and output live, in one documented layout.
 
-Shared by the process supervisor (which copies pipes) and the container backend (which copies
-Docker Engine's log stream), so that both kinds of job leave the same files with the same cap
-semantics, and StreamLogs reads either the same way.
+Every job has a directory `jobs/EXPERIMENT/WORK_UNIT/JOB/` under the state directory. The daemon
+streams logs from it (StreamLogs) whatever the backend, so a backend either writes its jobs'
+output here with `JobLogs` (local processes and containers do) or gives the daemon a
+`logs.LogSource` of its own (a remote service's log API). The layout:
+
+    output.log     stdout and stderr interleaved, as written
+    stdout.log     the job's standard output
+    stderr.log     the job's standard error
+    truncated      present when a log reached its size cap
+
+Backends keep their own records beside these (the local supervisor's `started.json`, ...).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from launcher_server.backends.local import records
+from launcher_server.jobs import JobKey
 
+LOGS = {"output": "output.log", "stdout": "stdout.log", "stderr": "stderr.log"}
+TRUNCATED = "truncated"
 STREAMS = ("stdout", "stderr")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobDirs:
+    """The directories of all jobs, under one root (the state directory's `jobs/`)."""
+
+    root: Path
+
+    def path(self, key: JobKey) -> Path:
+        return self.root / str(key.experiment_id) / str(key.work_unit_id) / key.job_name
+
+    def log_path(self, key: JobKey, stream: str = "output") -> Path:
+        return self.path(key) / LOGS[stream]
 
 
 class JobLogs:
@@ -37,7 +61,7 @@ class JobLogs:
         size = self._sizes.get(name)
         if size is None:
             try:
-                size = os.stat(self._job_dir / records.LOGS[name]).st_size
+                size = os.stat(self._job_dir / LOGS[name]).st_size
             except FileNotFoundError:
                 size = 0
             self._sizes[name] = size
@@ -47,7 +71,7 @@ class JobLogs:
         file = self._files.get(name)
         if file is None:
             file = self._files[name] = open(  # noqa: SIM115  # closed by close()
-                self._job_dir / records.LOGS[name], "ab", buffering=0
+                self._job_dir / LOGS[name], "ab", buffering=0
             )
         return file
 
@@ -67,12 +91,12 @@ class JobLogs:
     @property
     def sizes(self) -> dict[str, int]:
         """Bytes in each file ("output", "stdout", "stderr")."""
-        return {name: self._size(name) for name in records.LOGS}
+        return {name: self._size(name) for name in LOGS}
 
     def _mark_truncated(self) -> None:
         if not self._truncated:
             self._truncated = True
-            (self._job_dir / records.TRUNCATED).touch()
+            (self._job_dir / TRUNCATED).touch()
 
     def close(self) -> None:
         for f in self._files.values():
@@ -86,7 +110,7 @@ def rewind(job_dir: Path, sizes: Mapping[str, int]) -> None:
     Output copied after the checkpoint is copied again when copying resumes from it; cutting
     first keeps it from appearing twice.
     """
-    for name, filename in records.LOGS.items():
+    for name, filename in LOGS.items():
         size = sizes.get(name)
         if size is None:
             continue
