@@ -3,13 +3,14 @@
     .venv/bin/python bench/reads_under_load.py [--clients=16] [--rate=20] [--units=1000]
         [--db_url=URL]
 
-One daemon; an experiment of 200 finished work units to read; then a sweep of `units` work
+One daemon; an experiment of 200 finished work units to read; reads alone for `idle` seconds
+(the floor: what the machine gives a read at the moment); then a sweep of `units` work
 units of /bin/true is added through one AddWorkUnits stream and run to the end (every unit is
 written when added, and its job's status several times as it starts and ends). Meanwhile
 `clients` processes each call, `rate` times a second on their own schedule, a mix of reads:
 GetWorkUnit (60 %), ListWorkUnits of 100 (15 %), ListExperiments (15 %), GetExperiment (10 %),
 and two more processes watch the sweep (WatchWorkUnits). Prints p50/p99 per call while the
-sweep runs. Target: GetWorkUnit p99 under 50 ms.
+sweep runs, and alone before it. Target: GetWorkUnit p99 under 50 ms.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def _reader(  # noqa: PLR0917  # a process target takes positional arguments
     experiment_id: int,
     rate: float,
     go: multiprocessing.synchronize.Event,
+    sweeping: multiprocessing.synchronize.Event,
     stop: multiprocessing.synchronize.Event,
-    out: multiprocessing.Queue[list[tuple[str, float]]],
+    out: multiprocessing.Queue[list[tuple[str, float]] | None],
 ) -> None:
     launcher = Launcher(StateDir.resolve(state_root), autostart=False)
     stub = launcher.stub
@@ -66,6 +68,7 @@ def _reader(  # noqa: PLR0917  # a process target takes positional arguments
 
     for name in names[:20]:  # warm up the channel
         call(name)
+    out.put(None)  # ready
     go.wait()
     samples: list[tuple[str, float]] = []
     scheduled = time.perf_counter() + rng.random() / rate
@@ -77,7 +80,8 @@ def _reader(  # noqa: PLR0917  # a process target takes positional arguments
         name = rng.choice(names)
         start = time.perf_counter()
         call(name)
-        samples.append((name, time.perf_counter() - start))
+        phase = "sweep" if sweeping.is_set() else "alone"
+        samples.append((f"{phase} {name}", time.perf_counter() - start))
     out.put(samples)
     launcher.close()
 
@@ -104,6 +108,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rate", type=float, default=20.0, help="calls per second per client")
     parser.add_argument("--units", type=int, default=1000)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of reads alone")
     parser.add_argument("--db_url", default="", help="a PostgreSQL URL (default SQLite)")
     args = parser.parse_args()
 
@@ -133,10 +138,13 @@ def main() -> None:
         ).id
 
         context = multiprocessing.get_context("spawn")
-        go, stop = context.Event(), context.Event()
-        out: multiprocessing.Queue[list[tuple[str, float]]] = context.Queue()
+        go, sweeping, stop = context.Event(), context.Event(), context.Event()
+        out: multiprocessing.Queue[list[tuple[str, float]] | None] = context.Queue()
         readers = [
-            context.Process(target=_reader, args=(str(state_root), reads, args.rate, go, stop, out))
+            context.Process(
+                target=_reader,
+                args=(str(state_root), reads, args.rate, go, sweeping, stop, out),
+            )
             for _ in range(args.clients)
         ]
         watchers = [
@@ -144,8 +152,12 @@ def main() -> None:
         ]
         for process in readers + watchers:
             process.start()
-        time.sleep(3)  # the readers connect and warm up
+        for _ in readers:  # every reader connected and warmed up
+            out.get(timeout=300)
+        time.sleep(1)  # the watchers too
         go.set()
+        time.sleep(args.idle)
+        sweeping.set()
         started = time.perf_counter()
         add_work_units(
             launcher,
@@ -164,7 +176,7 @@ def main() -> None:
         daemon.wait_all_final(sweep, args.units, timeout=600)
         took = time.perf_counter() - started
         stop.set()
-        samples = [sample for _ in readers for sample in out.get(timeout=60)]
+        samples = [sample for _ in readers for sample in out.get(timeout=60) or []]
         for process in readers + watchers:
             process.join(timeout=30)
     finally:
@@ -176,15 +188,17 @@ def main() -> None:
         f"{store}: sweep of {args.units} units added in {added:.1f} s, all final after "
         f"{took:.1f} s; {args.clients} readers at {args.rate:g} calls/s each, 2 watchers"
     )
-    print(f"{'call':<16} {'calls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for name in [name for name, _ in _MIX] + ["all"]:
-        values = [v for n, v in samples if name in (n, "all")]
-        if not values:
-            continue
-        print(
-            f"{name:<16} {len(values):>6} {statistics.median(values) * 1000:>8.1f} "
-            f"{_percentile(values, 0.99) * 1000:>8.1f} {max(values) * 1000:>8.1f}"
-        )
+    print(f"{'call':<22} {'calls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for phase in ("alone", "sweep"):
+        for name in [name for name, _ in _MIX] + ["all"]:
+            values = [v for n, v in samples if n.startswith(phase) and name in (n[6:], "all")]
+            if not values:
+                continue
+            print(
+                f"{phase + ' ' + name:<22} {len(values):>6} "
+                f"{statistics.median(values) * 1000:>8.1f} "
+                f"{_percentile(values, 0.99) * 1000:>8.1f} {max(values) * 1000:>8.1f}"
+            )
 
 
 if __name__ == "__main__":

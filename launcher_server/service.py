@@ -218,7 +218,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         validation.check_enums(request)
         _positive(request.experiment_id, "experiment_id")
         _page_size(request.page_size)
-        self._store.get_experiment(request.experiment_id)  # NOT_FOUND for an unknown one
+        self._store.check_experiment(request.experiment_id)  # NOT_FOUND for an unknown one
         return self._store.list_work_units(request)
 
     @_translate_errors

@@ -43,6 +43,10 @@ _log = logging.getLogger(__name__)
 
 FINAL_STATES = aggregation.FINAL_STATES
 _DEFAULT_EXPERIMENT_PAGE = 50
+# Connections kept open, and opened beyond them at a busy moment (each call holds at most one;
+# the daemon serves 64 calls at once by default).
+_POOL_SIZE = 16
+_POOL_OVERFLOW = 64
 _DEFAULT_WORK_UNIT_PAGE = 100
 
 AddOutcome = adding.Outcome
@@ -73,10 +77,19 @@ class Store:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 10})
+            # A connection per concurrent call (WAL: readers never wait for the writer), so
+            # that no read waits for a pooled connection while a sweep is written.
+            engine = create_engine(
+                parsed,
+                connect_args={"check_same_thread": False, "timeout": 10},
+                pool_size=_POOL_SIZE,
+                max_overflow=_POOL_OVERFLOW,
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(
+                parsed, pool_pre_ping=True, pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW
+            )
         try:
             claim = WriterClaim.take(engine, safe_url)
         except Exception:
@@ -363,22 +376,41 @@ class Store:
             query = query.where(WorkUnitRow.work_unit_id > after)
         if request.states:
             query = query.where(WorkUnitRow.state.in_(list(request.states)))
+        generation = self._units.generation
         with self._engine.connect() as connection:
             keys = [(e, w) for e, w in connection.execute(query)]
             more = len(keys) > size
             keys = keys[:size]
-            units = reading.load_units(connection, keys)
-        response = pb.ListWorkUnitsResponse()
+            # Units read recently come from memory: a dashboard listing a sweep while it runs
+            # costs a conversion only for the units that changed.
+            serialized = {
+                key: data for key in keys if (data := self._units.get_serialized(key)) is not None
+            }
+            units = reading.load_units(connection, [key for key in keys if key not in serialized])
+        for key, unit in units.items():
+            self._units.put(key, unit, generation)
+            serialized[key] = unit.SerializeToString()
+        page: list[bytes] = []
         budget = limits.MAX_RESPONSE_BYTES
         for key in keys:
-            budget -= units[key].ByteSize()
-            if budget < 0 and response.work_units:  # a page ends at its bytes too
+            budget -= len(serialized[key])
+            if budget < 0 and page:  # a page ends at its bytes too
                 more = True
                 break
-            response.work_units.append(units[key])
+            page.append(serialized[key])
+        response = pb.ListWorkUnitsResponse.FromString(reading.repeated_field(1, page))
         if more:
             response.next_page_token = conversions.page_token(response.work_units[-1].work_unit_id)
         return response
+
+    def check_experiment(self, experiment_id: int) -> None:
+        """Raises NotFoundError for an unknown experiment (cheaper than get_experiment)."""
+        with self._engine.connect() as connection:
+            found = connection.scalar(
+                select(ExperimentRow.id).where(ExperimentRow.id == experiment_id)
+            )
+        if found is None:
+            raise NotFoundError(f"experiment {experiment_id} not found")
 
     def work_unit_ids(self, experiment_id: int, *, active_only: bool = False) -> list[int]:
         """An experiment's work unit ids, ascending; only those not final with `active_only`."""
