@@ -51,7 +51,6 @@ SERVER_OPTIONS = [
 READY_LINE = "xmanager launcher ready"
 # The longest a stop takes (`xmanager daemon stop` waits twice as long).
 STOP_SECONDS = 15.0
-_SWITCH_INTERVAL_SECONDS = 0.0005
 # In-flight calls get this long to finish when the daemon stops; then they are cancelled.
 _CALLS_GRACE_SECONDS = 2.0
 
@@ -114,10 +113,6 @@ class Daemon:
         if config.listen:
             check_listen_address(config.listen, config.allow_remote)
         limits.check_grace(config.grace_period.total_seconds(), "--grace_period_seconds")
-        # Short calls (a GetWorkUnit answered from memory) need the GIL a few times each; with
-        # the default 5 ms switch interval they wait behind every busy thread (a sweep's adds,
-        # the recorder) for whole slices. Shorter slices keep reads fast under writes.
-        sys.setswitchinterval(_SWITCH_INTERVAL_SECONDS)
         exposed = private_dir.secure(state)
         if not _daemon_alive(state):
             # Lock files others could open until now: they may hold them open (and locked)
