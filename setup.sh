@@ -173,6 +173,11 @@ ensure_test_services() {
     apt_install docker-registry
   fi
   info "OCI registry: $(command -v docker-registry)"
+  # htpasswd (bcrypt) for the registry tests' basic-auth configuration.
+  if ! command -v htpasswd >/dev/null; then
+    apt_install apache2-utils
+  fi
+  info "htpasswd: $(command -v htpasswd)"
   # The container tests build their tiny images from it (no registry to pull from).
   if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
     apt_install busybox-static
@@ -187,6 +192,23 @@ ensure_test_services() {
     apt_install podman
   fi
   info "podman: $(command -v podman)"
+}
+
+# The default base image of xm.python_container outside Bazel: //xm_rules/debian:python_base,
+# built by Bazel (reproducibly, from the locked .deb packages) and copied to the client's cache.
+ensure_python_base() {
+  step "Python base image for xm.python_container"
+  local cache="${XM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xmanager}" built
+  mkdir -p "$cache"
+  (cd "$ROOT" && bazel build --color=no --curses=no --noshow_progress //xm_rules/debian:python_base) ||
+    die "bazel build //xm_rules/debian:python_base failed"
+  built="$(cd "$ROOT" && bazel info bazel-bin)/xm_rules/debian/python_base.tar"
+  if ! cmp -s "$built" "$cache/python_base.tar"; then
+    cp "$built" "$cache/.python_base.tar.tmp"
+    chmod 644 "$cache/.python_base.tar.tmp"
+    mv "$cache/.python_base.tar.tmp" "$cache/python_base.tar"
+  fi
+  info "$cache/python_base.tar"
 }
 
 ensure_docker() {
@@ -277,12 +299,14 @@ main() {
     run)
       ensure_python
       ensure_bazel
+      ensure_python_base
       ensure_docker
       run_main "$@"
       ;;
     test)
       ensure_python
       ensure_bazel
+      ensure_python_base
       ensure_test_services
       ensure_docker
       run_tests "$@"
@@ -290,6 +314,7 @@ main() {
     setup)
       ensure_python
       ensure_bazel
+      ensure_python_base
       ensure_docker
       ;;
     lock)

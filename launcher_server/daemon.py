@@ -35,7 +35,7 @@ from launcher_server.scheduler import Scheduler
 from launcher_server.service import LauncherService
 from launcher_server.store.store import Store
 from xmanager.client import daemon_process
-from xmanager.client.connection import MAX_MESSAGE_BYTES
+from xmanager.launcher.contract import MAX_MESSAGE_BYTES
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 

@@ -5,7 +5,7 @@ record, queue. Two threads then do the work:
 
 - the *dispatcher* starts queued work units when enough job slots are free (a work unit's jobs
   start together, so a JobGroup is admitted whole), bounded by `max_running_jobs` for the
-  backends that run jobs on this machine;
+  backends that run jobs on this machine; units of other backends never wait for those slots;
 - the *recorder* is the only writer of job statuses: it drains the observation queue that every
   backend reports into and applies each batch to the store in one transaction (group commit),
   so thousands of status changes per second cost a few transactions, and the order of
@@ -38,7 +38,7 @@ from launcher_server.errors import InvalidArgumentError, LauncherError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec, UnitKey
 from launcher_server.observations import Flush, HandleAssigned, Item, ObservationQueue, Stop
 from launcher_server.store.store import Store
-from xmanager.launcher import launch_context
+from xmanager.launcher import contract, launch_context
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ _MAX_BATCH = 5000
 _LINGER_BELOW = 200
 _LINGER_SECONDS = 0.01
 _RECORD_RETRY_SECONDS = 60.0
+# What a backend's start raises when jobs cannot start (anything else is a bug in it).
+_START_ERRORS = (BackendUnavailableError, ValueError, KeyError, OSError)
 
 # What `submit` gives back for each request: the recorded unit, or why it was refused.
 SubmitResult = tuple[pb.WorkUnit, bool] | LauncherError
@@ -92,7 +94,10 @@ class Scheduler:
         self._grace_period = grace_period
         # One lock for the scheduler's state, which final observations also notify.
         self._lock = observations.condition
+        # Units waiting to start, in submission order: those needing local job slots wait for
+        # them in turn; those needing none (cloud jobs) never wait behind them.
         self._queue: collections.deque[UnitKey] = collections.deque()
+        self._unlimited: collections.deque[UnitKey] = collections.deque()
         self._units: dict[UnitKey, _Unit] = {}
         self._running = 0
         self._titles: dict[int, str] = {}
@@ -215,8 +220,8 @@ class Scheduler:
         with self._lock:
             if key in self._units:
                 return  # an idempotent retry
-            self._units[key] = _Unit(key, jobs, to_start=list(jobs))
-            self._queue.append(key)
+            unit = self._units[key] = _Unit(key, jobs, to_start=list(jobs))
+            self._queue_for(unit).append(key)
             self._lock.notify_all()
 
     # -- recovery ----------------------------------------------------------------------------
@@ -247,7 +252,14 @@ class Scheduler:
                     )
                 )
                 continue
-            observation = backend.reattach(key, job.backend_handle)
+            try:
+                observation = backend.reattach(key, job.backend_handle)
+            except Exception:
+                # A broken backend must not keep the daemon from starting: the job keeps its
+                # recorded state (it may still run), and the next start asks again.
+                _log.exception("the %s backend failed re-attaching %s", backend.name, key)
+                record.handles[job.name] = job.backend_handle
+                continue
             if observation.state == pb.JOB_STATE_PENDING:
                 if cancelling:
                     self._report(
@@ -272,7 +284,7 @@ class Scheduler:
         with self._lock:
             record.cancel_requested = cancelling
             if record.to_start:
-                self._queue.append(unit_key)
+                self._queue_for(record).append(unit_key)
                 self._lock.notify_all()
 
     # -- cancellation ------------------------------------------------------------------------
@@ -302,8 +314,9 @@ class Scheduler:
             unit.cancel_requested = True
             never_started = list(unit.to_start)
             unit.to_start.clear()
-            if unit_key in self._queue:
-                self._queue.remove(unit_key)
+            for waiting in (self._queue, self._unlimited):
+                if unit_key in waiting:
+                    waiting.remove(unit_key)
             started = [
                 (name, unit.handles.get(name, ""))
                 for name in unit.jobs
@@ -332,8 +345,14 @@ class Scheduler:
     ) -> None:
         for name, handle in jobs:
             backend = self.backends.find(unit.jobs[name])
-            if backend is not None:
+            if backend is None:
+                continue
+            try:
                 backend.cancel(JobKey(*unit.key, name), handle, grace)
+            except Exception:
+                # The other jobs are still stopped; this one stays CANCELLING, and cancelling
+                # again delivers it again.
+                _log.exception("the %s backend failed cancelling %s", backend.name, name)
 
     # -- the dispatcher -------------------------------------------------------------------------
 
@@ -343,9 +362,9 @@ class Scheduler:
                 self._lock.wait_for(lambda: self._stopping or self._admissible() is not None)
                 if self._stopping:
                     return
-                unit = self._admissible()
-                assert unit is not None
-                self._queue.popleft()
+                ready = self._admissible()
+                assert ready is not None
+                unit = self._units[ready.popleft()]
                 names, unit.to_start = unit.to_start, []
                 local = [name for name in names if self._uses_slot(unit.jobs[name])]
                 unit.holding.update(local)
@@ -364,15 +383,22 @@ class Scheduler:
                 unit.holding.discard(key.job_name)
                 self._running -= 1
 
-    def _admissible(self) -> _Unit | None:
-        """The head of the queue if its jobs fit in the free slots (or nothing else runs)."""
+    def _queue_for(self, unit: _Unit) -> collections.deque[UnitKey]:
+        needs_slots = any(self._uses_slot(unit.jobs[name]) for name in unit.to_start)
+        return self._queue if needs_slots else self._unlimited
+
+    def _admissible(self) -> collections.deque[UnitKey] | None:
+        """The queue whose head can start now: a unit needing no local slot at once, else the
+        head of the others if its jobs fit in the free slots (or nothing else runs)."""
         self._release_finished()
+        if self._unlimited:
+            return self._unlimited
         if not self._queue:
             return None
         unit = self._units[self._queue[0]]
         needed = sum(1 for name in unit.to_start if self._uses_slot(unit.jobs[name]))
         if needed == 0 or self._running == 0 or self._running + needed <= self._max_running:
-            return unit
+            return self._queue
         return None
 
     def _start_jobs(self, unit: _Unit, names: Sequence[str]) -> None:
@@ -398,8 +424,14 @@ class Scheduler:
                     )
             try:
                 handles = backend.start(specs)
-            except (BackendUnavailableError, ValueError, KeyError, OSError) as error:
-                _log.warning("jobs of %s failed to start: %s", unit.key, error)
+                if len(handles) != len(specs):
+                    raise RuntimeError(f"{len(handles)} handles for {len(specs)} jobs")
+            except Exception as error:
+                # Whatever a backend raises fails its jobs, never the dispatcher.
+                if isinstance(error, _START_ERRORS):
+                    _log.warning("jobs of %s failed to start: %s", unit.key, error)
+                else:
+                    _log.exception("the %s backend failed starting %s", backend.name, unit.key)
                 for spec in specs:
                     self._report(
                         JobObservation(
@@ -557,10 +589,7 @@ def _launch_spec(
 ) -> LaunchSpec:
     env = dict(job.env)
     env.update(
-        XM_EXPERIMENT_ID=str(key.experiment_id),
-        XM_WORK_UNIT_ID=str(key.work_unit_id),
-        XM_JOB_NAME=key.job_name,
-        XM_JOB_PEERS=",".join(peers),
+        contract.launcher_env(key.experiment_id, key.work_unit_id, key.job_name, list(peers))
     )
     return LaunchSpec(
         key=key,

@@ -271,7 +271,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         for read in logs.follow(source, stream, request.offset, is_final):
             if not context.is_active():
                 return
-            yield pb.LogChunk(offset=read.start, data=read.data)
+            yield pb.LogChunk(offset=read.start, data=read.data, truncated=read.truncated)
 
     # -- cancellation --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from google.protobuf import message as _message
 
 from launcher_server import limits
 from launcher_server.errors import InvalidArgumentError
+from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
@@ -189,11 +190,8 @@ def _validate_job(job: pb.Job, field: str) -> None:
             f"{field}.env[{name!r}]",
             "is not a valid environment variable name: use [A-Za-z_][A-Za-z0-9_]*",
         )
-        _require(
-            not name.startswith("XM_"),
-            f"{field}.env[{name!r}]",
-            "XM_* variables are set by the launcher and cannot be overridden",
-        )
+        reserved = contract.reserved_env_error(name)
+        _require(reserved is None, f"{field}.env[{name!r}]", reserved or "")
         _check_text(value, f"{field}.env[{name!r}]")
     _validate_artifact(job.artifact, f"{field}.artifact")
     _require(

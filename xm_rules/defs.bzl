@@ -14,6 +14,7 @@ Rules and macros (docs/rules.md has each attribute and an example):
 - `xm_deb_lock`: `bazel run` it to regenerate a lock of Debian packages from root names.
 - `xm_image_test`, `xm_layer_golden_test`: validate an image; compare its layers with golden
   listings.
+- `xm_oci_push`: `bazel run` it to push an image to a registry (`-- --tag=... --repository=...`).
 - `xm_launch`: a launch script as a runnable target (`bazel run //exp:launch -- --flags`); the
   binaries and images it packages by label are built with it and listed in a manifest, so the
   `xmanager` client packages them without running Bazel again.
@@ -35,6 +36,7 @@ load("//xm_rules/private:launch.bzl", _xm_launch = "xm_launch")
 load("//xm_rules/private:layer.bzl", _xm_layer = "xm_layer")
 load("//xm_rules/private:oci_image.bzl", _xm_oci_image = "xm_oci_image")
 load("//xm_rules/private:providers.bzl", _LayerInfo = "LayerInfo", _OciImageInfo = "OciImageInfo")
+load("//xm_rules/private:push.bzl", _xm_oci_push = "xm_oci_push")
 load("//xm_rules/private:py_image.bzl", _xm_py_image = "xm_py_image")
 load("//xm_rules/private:tests.bzl", _xm_image_test = "xm_image_test", _xm_layer_golden_test = "xm_layer_golden_test")
 
@@ -49,3 +51,4 @@ xm_deb_lock = _xm_deb_lock
 xm_image_test = _xm_image_test
 xm_layer_golden_test = _xm_layer_golden_test
 xm_launch = _xm_launch
+xm_oci_push = _xm_oci_push

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from launcher_server.backends.base import Backend, BackendContext
-from launcher_server.backends.local.container import LocalContainerBackend
+from launcher_server.backends.local.containers.backend import LocalContainerBackend
 from launcher_server.backends.local.processes import LocalProcessBackend
 from launcher_server.errors import FailedPreconditionError
 from xmanager.launcher.v1 import launcher_pb2 as pb

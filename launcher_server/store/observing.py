@@ -27,6 +27,7 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 _log = logging.getLogger(__name__)
 
 UnitKey = tuple[int, int]
+_BEFORE_CANCELLING = frozenset({pb.JOB_STATE_PENDING, pb.JOB_STATE_STARTING, pb.JOB_STATE_RUNNING})
 
 
 def apply_observations(
@@ -38,9 +39,10 @@ def apply_observations(
 ) -> None:
     """Applies the observations in order, appending events and watch updates to the transaction.
 
-    A job in a final state never changes again; an observation that changes nothing is
-    ignored; an empty reason keeps the job's current one. Each change of a job appends a JOB
-    event, each change of a work unit's aggregated state a WORK_UNIT event.
+    A job in a final state never changes again, one being cancelled only to a final state; an
+    observation that changes nothing is ignored; an empty reason keeps the job's current one.
+    Each change of a job appends a JOB event, each change of a work unit's aggregated state a
+    WORK_UNIT event.
     """
     keys = {o.key for o in observations} | set(handles)
     if not keys:
@@ -66,6 +68,9 @@ def apply_observations(
             continue
         old = job.state
         if old in aggregation.FINAL_STATES or not _changes(job, observation):
+            continue
+        if old == pb.JOB_STATE_CANCELLING and observation.state in _BEFORE_CANCELLING:
+            # A start the backend reports after the cancel was asked for: still cancelling.
             continue
         _apply(job, observation, at)
         changed_jobs[observation.key] = job

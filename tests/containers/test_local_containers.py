@@ -359,13 +359,15 @@ def test_docker_options_ports_volumes_and_tty(
     assert wait_job(daemon, experiment_id, 2, "main").status.state == pb.JOB_STATE_SUCCEEDED
     assert job_file(daemon, experiment_id, 2, "main", "stdout.log") == b"tty\r\n"
 
+    # Refused when added, by the container backend's check: nothing is recorded.
     bad = pb.DockerOptions(volumes={"relative/dir": "/data"})
-    add_unit(daemon, experiment_id, container_job("main", tarball=test_images.sh, options=bad))
-    status = wait_job(daemon, experiment_id, 3, "main").status
-    assert status.state == pb.JOB_STATE_FAILED
-    assert "host path 'relative/dir' is not absolute" in status.reason
+    with pytest.raises(grpc.RpcError) as refused:
+        add_unit(daemon, experiment_id, container_job("main", tarball=test_images.sh, options=bad))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "host path 'relative/dir' is not absolute" in (refused.value.details() or "")
+    assert len(list_work_units(daemon.client, experiment_id)) == 2
 
-    # Refused when added: the engine's socket and the state directory are not for jobs.
+    # The engine's socket and the state directory are not for jobs either.
     for host in ["/var/run/docker.sock", str(daemon.state.root)]:
         exposing = pb.DockerOptions(volumes={host: "/mnt"})
         job = container_job("main", tarball=test_images.sh, options=exposing)
@@ -373,6 +375,7 @@ def test_docker_options_ports_volumes_and_tty(
             add_unit(daemon, experiment_id, job)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "mount a narrower directory" in (refused.value.details() or "")
+    assert len(list_work_units(daemon.client, experiment_id)) == 2
     wait_no_leftovers(docker_client, daemon.state.root)
 
 

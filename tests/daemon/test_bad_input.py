@@ -163,7 +163,7 @@ BAD_REQUESTS: list[tuple[str, Case, grpc.StatusCode, str]] = [
         "reserved env var",
         lambda e, t: ("AddWorkUnit", _add(e, _job(_binary(t), env={"XM_JOB_NAME": "x"}))),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "XM_* variables are set by the launcher",
+        "XM_JOB_NAME is set by the launcher in every job and cannot be overridden",
     ),
     (
         "missing binary",

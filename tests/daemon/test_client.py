@@ -316,11 +316,11 @@ def test_local_jobs_output_is_echoed_on_the_launch_scripts_stdout(
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         for i in (1, 2):
-            unit_lines = [line for line in lines if line.startswith(f"[{i}/_bin_sh] ")]
-            assert unit_lines[0] == f"[{i}/_bin_sh] start {i}"
+            unit_lines = [line for line in lines if line.startswith(f"[{i}/sh] ")]
+            assert unit_lines[0] == f"[{i}/sh] start {i}"
             assert sorted(unit_lines[1:]) == [
-                f"[{i}/_bin_sh] err {i}",
-                f"[{i}/_bin_sh] no newline {i}",
+                f"[{i}/sh] err {i}",
+                f"[{i}/sh] no newline {i}",
             ]
         assert "quiet" not in result.stdout
     finally:

@@ -168,6 +168,12 @@ def test_logs_are_capped_and_marked_truncated(state_dir: Path, tmp_path: Path) -
         assert sum(len(chunk.data) for chunk in chunks) == 1 << 20
         assert chunks[-1].truncated
         assert not any(chunk.truncated for chunk in chunks[:-1])
+        followed = _logs(
+            daemon, experiment_id, unit.work_unit_id, stream=pb.LOG_STREAM_STDOUT, follow=True
+        )
+        assert b"".join(c.data for c in followed) == b"".join(c.data for c in chunks)
+        assert followed[-1].truncated, "a follow says so too"
+        assert not any(chunk.truncated for chunk in followed[:-1])
     finally:
         daemon.stop()
 
@@ -276,7 +282,7 @@ def test_a_graceful_daemon_restart_reattaches_running_jobs(state_dir: Path, tmp_
     daemon.start()
     try:
         job = make_executable(
-            tmp_path / "long.sh", "#!/bin/sh\necho before\nsleep 2\necho after\nexit 7\n"
+            tmp_path / "long.sh", "#!/bin/sh\necho before\nsleep 6\necho after\nexit 7\n"
         )
         experiment_id = _experiment(daemon)
         _add(daemon, experiment_id, local_job("main", job))

@@ -91,6 +91,15 @@ def test_job_group(launch_daemon: DaemonHandle, run_as: str) -> None:
         _assert_from_output_tree(job.artifact)
 
 
+def test_xm_compat_example(launch_daemon: DaemonHandle) -> None:
+    result = _bazel_run("//examples/xm_compat:launch", "--seeds=1", env=launch_daemon.env())
+    assert "executable: sh" in result.stdout
+    experiment = _last_experiment(launch_daemon)
+    assert experiment.title == "xm compat"
+    units = list_work_units(launch_daemon.client, experiment.id)
+    assert [u.status.state for u in units] == [pb.JOB_STATE_SUCCEEDED] * 2
+
+
 def test_a_label_the_target_does_not_list(launch_daemon: DaemonHandle) -> None:
     result = _bazel_run("//tests/launch:unlisted", env=launch_daemon.env(), check=False)
     assert result.returncode == 1

@@ -224,6 +224,7 @@ def _submit_with_client_kills(
     assert again.returncode == 0
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("killer", ["daemon", "supervisor", "client"])
 def test_crash_loops_lose_nothing_and_start_nothing_twice(
     state: Path, db_flags: list[str], killer: str

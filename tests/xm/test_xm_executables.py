@@ -17,10 +17,16 @@ from xmanager.xm_local import executors as xm_local
 @pytest.mark.parametrize(
     ("spec", "name"),
     [
-        (xm.Binary(path="/bin/true"), "_bin_true"),
-        (xm.BazelBinary(label="//exp:train"), "_exp_train"),
-        (xm.Container(image_path="gcr.io/p/img:v1"), "gcr_io_p_img_v1"),
-        (xm.BazelContainer(label="//exp:image.tar"), "_exp_image_tar"),
+        # As XManager: the last path component, each non-word character '_'.
+        (xm.Binary(path="/a/b/a.out"), "a_out"),
+        (xm.Binary(path="/bin/true"), "true"),
+        (xm.Binary(path="relative/run-me.sh"), "run_me_sh"),
+        (xm.BazelBinary(label="//exp:train"), "exp_train"),
+        (xm.BazelBinary(label="//exp/deep:train_bin"), "deep_train_bin"),
+        (xm.BazelBinary(label="@repo//exp:train"), "exp_train"),
+        (xm.Container(image_path="gcr.io/p/img:v1"), "img_v1"),
+        (xm.Container(image_path="/images/app.tar"), "app_tar"),
+        (xm.BazelContainer(label="//exp:image.tar"), "exp_image_tar"),
         (xm.PythonContainer(xm.ModuleName("train"), path="/src/my-project"), "my_project"),
         (xm.PythonContainer(xm.ModuleName("train"), path="/src/proj/"), "proj"),
         (xm.Dockerfile(path="/ctx/app.v2"), "app_v2"),

@@ -51,8 +51,8 @@ def test_readme_for_the_impatient() -> None:
     assert experiment.work_unit_count == 2
     argv = [_work_unit(experiment, i).launches[0].argv for i in (1, 2)]
     assert argv == [
-        {"_bin_echo": ["--batch_size=64", "--learning_rate=0.1"]},
-        {"_bin_echo": ["--batch_size=64", "--learning_rate=0.01"]},
+        {"echo": ["--batch_size=64", "--learning_rate=0.1"]},
+        {"echo": ["--batch_size=64", "--learning_rate=0.01"]},
     ]
     assert experiment.exit_calls == [False]
     assert experiment.entered == 1
@@ -62,14 +62,21 @@ def test_add_with_args_merges_into_the_job_without_changing_it() -> None:
     with FakeExperiment() as experiment:
         job = xm.Job(_package_echo(experiment), xm_local.Local(), name="train", args={"lr": 1})
         for lr in (0.1, 0.2):
-            experiment.add(job, args={"lr": lr, "note": "a b"}, identity=f"lr{lr}")
+            experiment.add(
+                job,
+                args={"args": {"lr": lr, "note": "a b"}, "env_vars": {"LR": str(lr)}},
+                identity=f"lr{lr}",
+            )
     assert job.args.to_list() == ["--lr=1"]
     assert job.name == "train"
     first, second = (_work_unit(experiment, i) for i in (1, 2))
     assert first.launches[0].argv == {"train": ["--lr=0.1", "--note=a b"]}
     assert second.launches[0].argv == {"train": ["--lr=0.2", "--note=a b"]}
-    assert first.args == {"lr": 0.1, "note": "a b"}
-    assert first.launches[0].args == {"lr": 0.1, "note": "a b"}
+    assert first.launches[0].env == {"train": {"LR": "0.1"}}
+    assert job.env_vars == {}
+    recorded = {"args": {"lr": 0.1, "note": "a b"}, "env_vars": {"LR": "0.1"}}
+    assert first.args == recorded
+    assert first.launches[0].args == recorded
     assert (first.identity, first.launches[0].identity) == ("lr0.1", "lr0.1")
     assert first.experiment_unit_name == "7_1"
     assert second.get_full_job_name("train") == "7_2_train"
@@ -123,10 +130,13 @@ def test_errors_in_jobs_or_args_raise_at_the_add_call() -> None:
             experiment.add(group, args={"lrn": {"args": {}}})
         with pytest.raises(TypeError, match="job generators must be `async def` functions"):
             experiment.add(lambda work_unit: None)  # type: ignore[arg-type,return-value]
-        with pytest.raises(TypeError, match="list"):
+        with pytest.raises(TypeError, match="must be a mapping like"):
             experiment.add(job, args="--lr=1")
+        # As XManager: a lone Job's args have only 'args' and 'env_vars'.
+        with pytest.raises(ValueError, match=r"\['lr'\] are not supported by xm.Job"):
+            experiment.add(job, args={"lr": 0.1})
         with pytest.raises(TypeError, match=r"'opt'.*dict"):
-            experiment.add(job, args={"opt": {"a": 1}})
+            experiment.add(job, args={"args": {"opt": {"a": 1}}})
     assert experiment.work_unit_count == 0
 
 
@@ -228,7 +238,7 @@ def test_auxiliary_unit_job() -> None:
         job = xm.Job(_package_echo(experiment), xm_local.Local(), name="tensorboard")
         unit = experiment.add(
             xm.AuxiliaryUnitJob(job, importance=xm.Importance.HIGH, termination_delay_secs=5),
-            args={"port": 6006},
+            args={"args": {"port": 6006}},
         ).result(timeout=5)
     assert isinstance(unit, FakeAuxiliaryUnit)
     assert experiment.work_unit_count == 0
@@ -368,13 +378,13 @@ def test_async_context_manager() -> None:
             assert isinstance(unit, FakeWorkUnit)
             assert unit.work_unit_id == 1
             # Not awaited: still launched before the block ends.
-            experiment.add(xm.Job(executable, xm_local.Local()), args={"lr": 0.2})
+            experiment.add(xm.Job(executable, xm_local.Local()), args={"args": {"lr": 0.2}})
             completed = await unit.wait_until_complete()
             assert completed is unit
         return experiment
 
     experiment = asyncio.run(main())
-    assert [_work_unit(experiment, i).launches[0].argv["_bin_echo"] for i in (1, 2)] == [
+    assert [_work_unit(experiment, i).launches[0].argv["echo"] for i in (1, 2)] == [
         ["--batch_size=8", "--lr=0.1"],
         ["--batch_size=8", "--lr=0.2"],
     ]
@@ -436,3 +446,16 @@ def test_package_async_reports_packaging_errors() -> None:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def test_launched_jobs_list_the_added_jobs() -> None:
+    with FakeExperiment() as experiment:
+        executable = _package_echo(experiment)
+        job = xm.Job(executable, xm_local.Local())
+        unit = experiment.add(xm.JobGroup(learner=job, actor=job)).result(timeout=5)
+        unit.add(xm.Job(executable, xm_local.Local(), name="extra")).result(timeout=5)
+    assert unit.launched_jobs == [
+        xm.LaunchedJob("learner"),
+        xm.LaunchedJob("actor"),
+        xm.LaunchedJob("extra"),
+    ]

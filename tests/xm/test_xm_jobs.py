@@ -103,7 +103,7 @@ def test_job_group_rejects_non_jobs() -> None:
 
 def test_lone_job_args_merge_and_name_default() -> None:
     job = make_job(args={"lr": 0.1, "steps": 10})
-    group = job_operators.prepare_job_group(job, {"lr": 0.01, "seed": 1})
+    group = job_operators.prepare_job_group(job, {"args": {"lr": 0.01, "seed": 1}})
     [(name, launched)] = xm.flatten_jobs(group).items()
     assert name == "_bin_echo"
     assert launched.name == "_bin_echo"
@@ -120,7 +120,7 @@ def test_lone_job_args_merge_and_name_default() -> None:
 
 
 def test_lone_job_keeps_its_name_and_takes_list_args() -> None:
-    group = job_operators.prepare_job_group(make_job(name="trainer", args=["a"]), ["b"])
+    group = job_operators.prepare_job_group(make_job(name="trainer", args=["a"]), {"args": ["b"]})
     assert list(xm.flatten_jobs(group)) == ["trainer"]
     assert xm.flatten_jobs(group)["trainer"].args.to_list() == ["a", "b"]
 
@@ -299,3 +299,27 @@ def test_auxiliary_unit_job() -> None:
 def test_auxiliary_unit_job_validation(kwargs: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         xm.AuxiliaryUnitJob(make_job(), **kwargs)
+
+
+def test_work_unit_args_recorded_as_xmanager_shows_them() -> None:
+    job = make_job(args={"lr": 0.1, "verbose": True}, env_vars={"SEED": "1"})
+    given = {"args": {"lr": 0.2}}
+    assert job_operators.work_unit_args(job, given) == given
+    assert job_operators.work_unit_args(job, None) == {
+        "args": {"lr": 0.1, "verbose": True},
+        "env_vars": {"SEED": "1"},
+    }
+    assert job_operators.work_unit_args(make_job(), None) == {}
+    group = xm.JobGroup(learner=job, actors=xm.JobGroup(actor=make_job(args=["positional"])))
+    assert job_operators.work_unit_args(group, None) == {
+        "learner": {"args": {"lr": 0.1, "verbose": True}, "env_vars": {"SEED": "1"}},
+        "actors": {"actor": {}},
+    }
+
+
+def test_lone_job_takes_env_vars_from_add() -> None:
+    job = make_job(env_vars={"A": "1", "B": "2"})
+    group = job_operators.prepare_job_group(job, {"env_vars": {"B": "3"}})
+    assert xm.flatten_jobs(group)["_bin_echo"].env_vars == {"A": "1", "B": "3"}
+    with pytest.raises(ValueError, match=r"not supported by xm\.Job"):
+        job_operators.prepare_job_group(job, {"agent": {"args": {}}})

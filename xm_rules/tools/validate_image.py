@@ -20,13 +20,11 @@ import posixpath
 import re
 import sys
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, cast
 
 from xm_rules.tools import ocilib
+from xmanager.oci.image import ImageFiles
 
 LAYER_TYPES = {
     ocilib.OCI_LAYER_GZIP: "gzip",
@@ -38,46 +36,8 @@ _REFERENCE = re.compile(
 )
 
 
-class Source:
-    """The files of an image: a directory or a tarball."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tar: tarfile.TarFile | None = None
-        self.members: dict[str, tarfile.TarInfo] = {}
-        if path.is_dir():
-            self.names = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
-        else:
-            self.tar = tarfile.open(path, mode="r:")  # noqa: SIM115 (closed by __exit__)
-            for member in self.tar.getmembers():
-                name = member.name.removeprefix("./")
-                if member.isfile():
-                    self.members[name] = member
-            self.names = set(self.members)
-
-    def exists(self, name: str) -> bool:
-        return name in self.names
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        if self.tar is not None:
-            self.tar.close()
-
-    @contextmanager
-    def open(self, name: str) -> Iterator[IO[bytes]]:
-        if self.tar is None:
-            with open(self.path / name, "rb") as f:
-                yield f
-        else:
-            member = self.tar.extractfile(self.members[name])
-            assert member is not None
-            yield member
-
-    def read(self, name: str) -> bytes:
-        with self.open(name) as f:
-            return f.read()
+# The files of an image (a tarball or a layout directory), read by the shared reader.
+Source = ImageFiles
 
 
 class HashingReader:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher_server.jobs import JobKey, JobObservation
+from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 STARTED = "started.json"
@@ -195,9 +196,9 @@ def kill_unrecorded_job(key: JobKey, started: Started) -> bool:
     of the supervisor's "starting" record. Rare (a window of microseconds), so a scan is fine.
     """
     wanted = {
-        b"XM_EXPERIMENT_ID=" + str(key.experiment_id).encode(),
-        b"XM_WORK_UNIT_ID=" + str(key.work_unit_id).encode(),
-        b"XM_JOB_NAME=" + key.job_name.encode(),
+        f"{contract.EXPERIMENT_ID_ENV}={key.experiment_id}".encode(),
+        f"{contract.WORK_UNIT_ID_ENV}={key.work_unit_id}".encode(),
+        f"{contract.JOB_NAME_ENV}={key.job_name}".encode(),
     }
     since = parse_time(started.start_time).timestamp()
     boot, tick = _boot_time(), os.sysconf("SC_CLK_TCK")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import json
+import os
+import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 from rich.console import Console
 from rich.table import Table
 
+from xmanager.cli.json_output import state_name, work_unit_args
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 
@@ -23,11 +28,6 @@ _STYLES: dict[int, str] = {
     pb.JOB_STATE_LOST: "magenta",
 }
 ORDERED_STATES = tuple(_STYLES)
-
-
-def state_name(state: int) -> str:
-    """JOB_STATE_RUNNING -> RUNNING."""
-    return str(pb.JobState.Name(state)).removeprefix("JOB_STATE_")
 
 
 def _styled(state: int) -> str:
@@ -54,6 +54,12 @@ def _duration(status: pb.JobStatus) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
+def console() -> Console:
+    """A console for stdout; piped output is not cut to 80 columns (tables stay whole)."""
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(width=250 if wide else None)
+
+
 def counts_summary(counts: dict[int, int] | Iterable[tuple[int, int]]) -> str:
     items = dict(counts)
     return "  ".join(
@@ -76,33 +82,65 @@ def print_experiments(experiments: Sequence[pb.Experiment]) -> None:
             str(experiment.work_unit_count),
             counts_summary(experiment.work_unit_state_counts.items()),
         )
-    Console().print(table)
+    console().print(table)
+
+
+def _flat_args(args: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"args": {"lr": 0.1}} -> {"args.lr": "0.1"}: one column per hyperparameter."""
+    flat: dict[str, str] = {}
+    for key, value in args.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flat_args(value, f"{name}."))
+        else:
+            flat[name] = value if isinstance(value, str) else json.dumps(value)
+    return flat
+
+
+def artifact_text(artifact: pb.Artifact) -> str:
+    """The binary's path, or the image's digest (its reference when the digest is unknown)."""
+    kind = artifact.WhichOneof("kind")
+    if kind == "local_binary":
+        return artifact.local_binary.path
+    if kind == "oci_image":
+        image = artifact.oci_image
+        return image.digest or image.reference or image.tarball_path
+    return ""
 
 
 def print_experiment(experiment: pb.Experiment, units: Sequence[pb.WorkUnit]) -> None:
-    console = Console()
-    console.print(f"[bold]Experiment {experiment.id}[/]: {experiment.title}")
+    out = console()
+    out.print(f"[bold]Experiment {experiment.id}[/]: {experiment.title}")
     if experiment.tags:
-        console.print(f"tags: {', '.join(experiment.tags)}")
-    console.print(f"created {_time(experiment.create_time)} by {experiment.creator or '?'}")
+        out.print(f"tags: {', '.join(experiment.tags)}")
+    out.print(f"created {_time(experiment.create_time)} by {experiment.creator or '?'}")
     if experiment.launch_script_path:
-        console.print(f"script: {experiment.launch_script_path}")
-    console.print(counts_summary(experiment.work_unit_state_counts.items()))
+        out.print(f"script: {experiment.launch_script_path}")
+    out.print(counts_summary(experiment.work_unit_state_counts.items()))
+    unit_args = {unit.work_unit_id: _flat_args(work_unit_args(unit)) for unit in units}
+    arg_names = sorted({name for args in unit_args.values() for name in args})
     table = Table()
-    for column in ("WU", "Job", "Status", "Exit", "Duration", "Reason"):
-        table.add_column(column, justify="right" if column in ("WU", "Exit") else "left")
+    table.add_column("WU", justify="right")
+    for name in arg_names:
+        table.add_column(name, style="bold")
+    for column in ("Job", "Status", "Exit", "Duration", "Artifact", "Reason"):
+        table.add_column(column, justify="right" if column == "Exit" else "left")
     for unit in units:
+        args = unit_args[unit.work_unit_id]
         for i, job in enumerate(unit.jobs):
             status = job.status
+            first = i == 0
             table.add_row(
-                str(unit.work_unit_id) if i == 0 else "",
+                str(unit.work_unit_id) if first else "",
+                *(args.get(name, "") if first else "" for name in arg_names),
                 job.name,
                 _styled(status.state),
                 str(status.exit_code) if status.has_exit_code else "",
                 _duration(status),
+                artifact_text(job.artifact),
                 status.reason,
             )
-    console.print(table)
+    out.print(table)
 
 
 def server_info(info: pb.ServerInfo, state: StateDir) -> str:

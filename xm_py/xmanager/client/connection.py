@@ -19,14 +19,13 @@ import grpc
 
 import xmanager
 from xmanager.client import daemon_process
+from xmanager.launcher.contract import MAX_MESSAGE_BYTES
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 from xmanager.state_dir import StateDir
 
 ADDRESS_ENV = "XM_LAUNCHER_ADDRESS"
 TOKEN_ENV = "XM_LAUNCHER_TOKEN"
-# The largest message the daemon and its clients accept.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

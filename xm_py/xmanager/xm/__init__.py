@@ -4,6 +4,7 @@
 is pure: it imports only the standard library and does no I/O (see docs/xm_api.md).
 """
 
+from xmanager.xm import job_operators
 from xmanager.xm.args import SequentialArgs, ShellSafeArg, UserArgs, merge_args
 from xmanager.xm.artifacts import BinaryArtifact, ImageArtifact
 from xmanager.xm.core import (
@@ -13,10 +14,12 @@ from xmanager.xm.core import (
     WorkUnit,
 )
 from xmanager.xm.errors import (
+    DebugInterrupt,
     ExperimentUnitError,
     ExperimentUnitFailedError,
     ExperimentUnitNotCompletedError,
     NotFoundError,
+    ReloadError,
 )
 from xmanager.xm.executables import (
     BazelBinary,
@@ -44,7 +47,9 @@ from xmanager.xm.job_blocks import (
     Packageable,
     is_coroutine_fn,
 )
-from xmanager.xm.job_operators import flatten_jobs, job_args, job_env_vars
+from xmanager.xm.job_operators import flatten_jobs, get_args_for_all_jobs, job_args, job_env_vars
+from xmanager.xm.launched import JobConfig, LaunchedJob
+from xmanager.xm.loops import run_in_asyncio_loop
 from xmanager.xm.metadata import ContextAnnotations, MetadataContext
 from xmanager.xm.packageables import (
     bazel_binary,
@@ -55,6 +60,7 @@ from xmanager.xm.packageables import (
     python_container,
 )
 from xmanager.xm.requirements import JobRequirements, ResourceQuantity, ServiceTier
+from xmanager.xm.resource_groups import AcceleratorType, Architecture, GpuType, TpuType
 from xmanager.xm.resources import (
     GB,
     KB,
@@ -63,9 +69,11 @@ from xmanager.xm.resources import (
     RESOURCE_TABLE,
     TB,
     GiB,
+    InvalidTpuTopologyError,
     KiB,
     MiB,
     PiB,
+    ResourceDict,
     ResourceInfo,
     ResourceKind,
     ResourceType,
@@ -78,6 +86,9 @@ from xmanager.xm.resources import (
 from xmanager.xm.roles import AuxiliaryUnitRole, ExperimentUnitRole, Importance, WorkUnitRole
 from xmanager.xm.status import ExperimentUnitStatus, WorkUnitState, WorkUnitStatus
 
+# XManager's name for what `add` returns (awaitable, with .result()).
+WorkUnitCompletedAwaitable = ExperimentFuture
+
 __all__ = [
     "GB",
     "KB",
@@ -85,6 +96,8 @@ __all__ = [
     "PB",
     "RESOURCE_TABLE",
     "TB",
+    "AcceleratorType",
+    "Architecture",
     "AuxiliaryUnit",
     "AuxiliaryUnitJob",
     "AuxiliaryUnitRole",
@@ -97,6 +110,7 @@ __all__ = [
     "Constraint",
     "Container",
     "ContextAnnotations",
+    "DebugInterrupt",
     "Dockerfile",
     "Executable",
     "ExecutableSpec",
@@ -111,14 +125,18 @@ __all__ = [
     "ExperimentUnitRole",
     "ExperimentUnitStatus",
     "GiB",
+    "GpuType",
     "ImageArtifact",
     "Importance",
+    "InvalidTpuTopologyError",
     "Job",
+    "JobConfig",
     "JobGeneratorType",
     "JobGroup",
     "JobRequirements",
     "JobType",
     "KiB",
+    "LaunchedJob",
     "MetadataContext",
     "MiB",
     "ModuleName",
@@ -126,6 +144,8 @@ __all__ = [
     "Packageable",
     "PiB",
     "PythonContainer",
+    "ReloadError",
+    "ResourceDict",
     "ResourceInfo",
     "ResourceKind",
     "ResourceQuantity",
@@ -135,8 +155,10 @@ __all__ = [
     "ShellSafeArg",
     "TiB",
     "Topology",
+    "TpuType",
     "UserArgs",
     "WorkUnit",
+    "WorkUnitCompletedAwaitable",
     "WorkUnitRole",
     "WorkUnitState",
     "WorkUnitStatus",
@@ -146,12 +168,15 @@ __all__ = [
     "container",
     "dockerfile_container",
     "flatten_jobs",
+    "get_args_for_all_jobs",
     "is_coroutine_fn",
     "is_gpu",
     "is_tpu",
     "job_args",
     "job_env_vars",
+    "job_operators",
     "merge_args",
     "python_container",
+    "run_in_asyncio_loop",
     "vCPU",
 ]

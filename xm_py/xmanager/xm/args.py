@@ -20,7 +20,7 @@ import dataclasses
 import enum
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from xmanager.xm import validation
@@ -35,6 +35,14 @@ class ShellSafeArg(str):
     """
 
     __slots__ = ()
+
+    def __new__(cls, arg: str) -> ShellSafeArg:
+        return super().__new__(cls, arg)
+
+    @property
+    def arg(self) -> str:
+        """The argument (XManager's attribute)."""
+        return str(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +176,30 @@ class SequentialArgs:
                 result[str(item.index)] = self._positionals[item.index]
             else:
                 result[item.name] = self._keywords[item.name]
+        return result
+
+    def rewrite_args(self, rewrite: Callable[[str], str]) -> SequentialArgs:
+        """A copy with `rewrite` applied to every str value, positional or keyword (XManager's;
+        e.g. to substitute a placeholder)."""
+        result = SequentialArgs()
+        for key, value in self._entries():
+            new_value = rewrite(value) if isinstance(value, str) else value
+            if isinstance(key, int):
+                result._add_positional(new_value)
+            else:
+                result._add_keyword(key, new_value)
+        return result
+
+    def remove_args(self, removed_args: str) -> SequentialArgs:
+        """A copy without the keyword argument named `removed_args` and without positional
+        arguments equal to it (XManager's)."""
+        result = SequentialArgs()
+        for key, value in self._entries():
+            if isinstance(key, int):
+                if not (isinstance(value, str) and value == removed_args):
+                    result._add_positional(value)
+            elif key != removed_args:
+                result._add_keyword(key, value)
         return result
 
     def _entries(self) -> list[tuple[str | int, Any]]:

@@ -29,6 +29,7 @@ from xmanager.xm.errors import (
 )
 from xmanager.xm.futures import ExperimentFuture
 from xmanager.xm.job_blocks import AuxiliaryUnitJob, Executable, JobGroup, JobType, Packageable
+from xmanager.xm.launched import LaunchedJob
 from xmanager.xm.metadata import MetadataContext
 from xmanager.xm.roles import AuxiliaryUnitRole, ExperimentUnitRole, WorkUnitRole
 from xmanager.xm.status import ExperimentUnitStatus
@@ -101,6 +102,7 @@ class ExperimentUnit(abc.ABC):
         self._role = role
         self._identity = identity
         self._context = MetadataContext()
+        self._launched_jobs: list[LaunchedJob] = []
 
     @property
     def experiment(self) -> Experiment:
@@ -128,6 +130,11 @@ class ExperimentUnit(abc.ABC):
         return self._context
 
     @property
+    def launched_jobs(self) -> list[LaunchedJob]:
+        """The jobs added to this unit so far, in order (XManager's read-only view)."""
+        return list(self._launched_jobs)
+
+    @property
     @abc.abstractmethod
     def experiment_unit_name(self) -> str:
         """A name unique within all experiments, e.g. '42_3' for work unit 3 of experiment 42."""
@@ -141,8 +148,9 @@ class ExperimentUnit(abc.ABC):
         """Adds a Job, JobGroup or job generator to this unit.
 
         The job and args are checked at once (errors raise here); the launch itself runs on the
-        experiment's event loop. A Job takes flat args merged into its own; a JobGroup takes
-        args nested by job name; a generator is called as `generator(self, **args)`.
+        experiment's event loop. A Job takes {'args': {...}, 'env_vars': {...}}, merged into
+        its own; a JobGroup takes such entries nested by job name; a generator is called as
+        `generator(self, **args)`.
         """
         return self._experiment._spawn(self._add_now(job, args, identity))
 
@@ -150,15 +158,17 @@ class ExperimentUnit(abc.ABC):
         self, job: JobType, args: UserArgs | None, identity: str
     ) -> Coroutine[Any, Any, None]:
         """What `add` runs on the experiment's loop (checks happen here, at the call)."""
-        return self._add_prepared(job_operators.prepare(job, args), args, identity)
+        prepared = job_operators.prepare(job, args)
+        return self._add_prepared(prepared, job_operators.work_unit_args(job, args), identity)
 
     def _add_prepared(
-        self, prepared: job_operators.Prepared, args: UserArgs | None, identity: str
+        self, prepared: job_operators.Prepared, recorded: dict[str, Any], identity: str
     ) -> Coroutine[Any, Any, None]:
         if isinstance(prepared, JobGroup):
-            return _await(
-                self._launch_job_group(prepared, job_operators.record_args(args), identity)
+            self._launched_jobs.extend(
+                LaunchedJob(name) for name in job_operators.flatten_jobs(prepared)
             )
+            return _await(self._launch_job_group(prepared, recorded, identity))
         generator, kwargs = prepared
         return _await(generator(self, **kwargs))
 
@@ -234,6 +244,11 @@ class AuxiliaryUnit(ExperimentUnit):
         if not isinstance(role, AuxiliaryUnitRole):
             raise TypeError(f"An AuxiliaryUnit needs an AuxiliaryUnitRole, got {role!r}.")
         return role
+
+    @property
+    def auxiliary_unit_id(self) -> int:
+        """The unit's number within its experiment (launchers that number them override this)."""
+        raise NotImplementedError(f"{type(self).__name__} has no auxiliary_unit_id")
 
     @property
     def experiment_unit_name(self) -> str:
@@ -521,7 +536,8 @@ class Experiment(abc.ABC):
         """Adds a unit running `job`; resolves to the unit once its jobs are launched.
 
         Args:
-          job: an xm.Job (args: flat, merged into the job's), an xm.JobGroup (args nested by
+          job: an xm.Job (args: {'args': {...}, 'env_vars': {...}}, merged into the job's
+            own), an xm.JobGroup (args nested by
             job name: {'agent': {'args': {...}, 'env_vars': {...}}}), a job generator (an
             `async def` function called as `generator(unit, **args)`), or an
             xm.AuxiliaryUnitJob (which sets the role).
@@ -546,13 +562,13 @@ class Experiment(abc.ABC):
             raise TypeError(f"identity must be a str, got {identity!r}.")
         # Prepared here, so that bad jobs or args fail at the caller's line, not on the loop.
         prepared = job_operators.prepare(job, args)
-        recorded = job_operators.record_args(args)
+        recorded = job_operators.work_unit_args(job, args)
 
         async def launch() -> ExperimentUnit:
             unit = await self._create_experiment_unit(recorded, role, identity)
             try:
                 # Directly on this loop: `unit.add` would schedule another task for it.
-                await unit._add_prepared(prepared, args, identity)
+                await unit._add_prepared(prepared, recorded, identity)
             except Exception as error:
                 with contextlib.suppress(Exception):
                     unit.stop(mark_as_failed=True, message=f"Launching the unit failed: {error!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xmanager.xm.status import ExperimentUnitStatus
 
@@ -11,7 +11,11 @@ if TYPE_CHECKING:
 
 
 class ExperimentUnitError(RuntimeError):
-    """Something went wrong with an experiment unit."""
+    """Something went wrong with an experiment unit (`work_unit`, when known)."""
+
+    def __init__(self, message: Any, *, work_unit: ExperimentUnit | None = None) -> None:
+        super().__init__(message)
+        self.work_unit = work_unit
 
 
 def _describe(unit: ExperimentUnit | None, status: ExperimentUnitStatus | None) -> str:
@@ -31,9 +35,8 @@ class ExperimentUnitFailedError(ExperimentUnitError):
         status: ExperimentUnitStatus | None = None,
         message: str = "",
     ) -> None:
-        super().__init__(message or f"Failed: {_describe(unit, status)}")
+        super().__init__(message or f"Failed: {_describe(unit, status)}", work_unit=unit)
         self.unit = unit
-        self.work_unit = unit  # XManager's attribute name.
         self.status = status
 
 
@@ -46,10 +49,18 @@ class ExperimentUnitNotCompletedError(ExperimentUnitError):
         status: ExperimentUnitStatus | None = None,
         message: str = "",
     ) -> None:
-        super().__init__(message or f"Not completed: {_describe(unit, status)}")
+        super().__init__(message or f"Not completed: {_describe(unit, status)}", work_unit=unit)
         self.unit = unit
         self.status = status
 
 
 class NotFoundError(KeyError):
     """An experiment, work unit or job does not exist."""
+
+
+class ReloadError(ExperimentUnitError):
+    """An experiment unit could not be reloaded."""
+
+
+class DebugInterrupt(BaseException):  # XManager's name.
+    """Raised by a launch script to stop at a point while debugging (not an error)."""

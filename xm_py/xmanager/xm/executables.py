@@ -1,8 +1,9 @@
 """Executable specs: descriptions of what to build or fetch, before packaging.
 
 Specs are frozen dataclasses; sequence fields are stored as tuples so specs never share mutable
-state. `.name` is derived from the path or label with each run of non-word characters replaced
-by one '_'.
+state. `.name` is derived from the path or label as XManager does: its last component (after
+the last '/'), with every non-word character replaced by '_' ('/a/b/a.out' -> 'a_out',
+'//exp:train' -> 'exp_train', 'gcr.io/p/image:v1' -> 'image_v1').
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import sys
 from collections.abc import Sequence
 
 
-def _name_from(text: str) -> str:
-    # Runs of non-word characters become one '_', so '//exp:train' -> '_exp_train'.
-    return re.sub(r"\W+", "_", text)
+def name_from_path(path: str) -> str:
+    """The last component of a path, label or image reference, each non-word character '_'."""
+    return re.sub(r"\W", "_", os.path.basename(path.rstrip(os.sep)))
 
 
 def launch_script_path() -> str:
@@ -100,7 +101,7 @@ class Binary(ExecutableSpec):
 
     @property
     def name(self) -> str:
-        return _name_from(self.path)
+        return name_from_path(self.path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +123,7 @@ class BazelBinary(ExecutableSpec):
 
     @property
     def name(self) -> str:
-        return _name_from(self.label)
+        return name_from_path(self.label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Container(ExecutableSpec):
 
     @property
     def name(self) -> str:
-        return _name_from(self.image_path)
+        return name_from_path(self.image_path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +155,7 @@ class BazelContainer(ExecutableSpec):
 
     @property
     def name(self) -> str:
-        return _name_from(self.label)
+        return name_from_path(self.label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +207,7 @@ class PythonContainer(ExecutableSpec):
 
     @property
     def name(self) -> str:
-        return _name_from(os.path.basename(os.path.normpath(self.path)))
+        return name_from_path(self.path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,4 +226,4 @@ class Dockerfile(ExecutableSpec):
 
     @property
     def name(self) -> str:
-        return _name_from(os.path.basename(os.path.normpath(self.path)))
+        return name_from_path(self.path)

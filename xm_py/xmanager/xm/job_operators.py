@@ -2,8 +2,9 @@
 client launches. Nothing here modifies its inputs: jobs and groups are copied.
 
 Rules:
-  * A lone Job takes flat args, merged into its own args (`merge_args`); its name is its own
-    `name`, else its executable's name made into a valid job name.
+  * A lone Job takes `{'args': {...}, 'env_vars': {...}}`, as XManager's: 'args' merged into
+    its own args (`merge_args`), 'env_vars' over its own; its name is its own `name`, else its
+    executable's name made into a valid job name.
   * A JobGroup takes nested args, `{'agent': {'args': {...}, 'env_vars': {...}}}`, nesting like
     the group; each job in it is named by its key (the leaf key, not the path), and two leaves
     with the same key in one work unit are an error.
@@ -130,6 +131,38 @@ def record_args(args: UserArgs | None) -> dict[str, Any]:
     return SequentialArgs.from_collection(args).to_dict()
 
 
+def _lone_job_entry(args: UserArgs | None) -> Mapping[str, Any]:
+    """Checks the args of a lone Job: only 'args' and 'env_vars', as XManager allows."""
+    if args is None:
+        return {}
+    if not isinstance(args, Mapping) or isinstance(args, SequentialArgs):
+        raise TypeError(
+            "Args for an xm.Job must be a mapping like {'args': {...}, 'env_vars': {...}}, got "
+            f"{type(args).__name__}: {args!r}."
+        )
+    unknown = sorted(str(key) for key in args if key not in _JOB_ENTRY_KEYS)
+    if unknown:
+        raise ValueError(
+            f"Arguments {unknown} are not supported by xm.Job: only 'args' and 'env_vars' are "
+            "allowed, e.g. experiment.add(job, args={'args': {'lr': 0.1}, 'env_vars': {...}})."
+        )
+    return args
+
+
+def work_unit_args(job: object, args: UserArgs | None) -> dict[str, Any]:
+    """The args to record for a unit (its hyperparameters), as XManager shows them: the args
+    given to `add`, else those of its jobs ({'args': {...}, 'env_vars': {...}}, nested by job
+    name for a JobGroup, empty parts left out; nothing for a job generator)."""
+    if args is not None:
+        return record_args(args)
+    if isinstance(job, Job):
+        deduced = {"args": job.args.to_dict(kwargs_only=True), "env_vars": dict(job.env_vars)}
+        return {key: value for key, value in deduced.items() if value}
+    if isinstance(job, JobGroup):
+        return {key: work_unit_args(child, None) for key, child in job.jobs.items()}
+    return {}
+
+
 def prepare_job_group(job: Job | JobGroup, args: UserArgs | None) -> JobGroup:
     """Copies a Job or JobGroup with `args` applied and names filled in, checked for launch.
 
@@ -138,7 +171,11 @@ def prepare_job_group(job: Job | JobGroup, args: UserArgs | None) -> JobGroup:
     """
     if isinstance(job, Job):
         name = default_job_name(job)
-        return JobGroup(**{name: _copy_job(job, name, args, None)}, constraints=None)
+        entry = _lone_job_entry(args)
+        return JobGroup(
+            **{name: _copy_job(job, name, entry.get("args"), entry.get("env_vars"))},
+            constraints=None,
+        )
     if isinstance(args, SequentialArgs) or (args is not None and not isinstance(args, Mapping)):
         raise TypeError(
             "Args for a JobGroup must be a mapping nested by job name, e.g. "
@@ -209,6 +246,14 @@ def prepare(job: object, args: UserArgs | None) -> Prepared:
         f"Cannot add {job!r} ({type(job).__name__}): expected an xm.Job, an xm.JobGroup or a job "
         "generator (an `async def` function taking (work_unit, **kwargs))."
     )
+
+
+def get_args_for_all_jobs(job: object, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The `add` args that give every job of `job` (a Job or a nested JobGroup) the same
+    keyword args `args`, as XManager's: {'args': args} for a Job, nested by job name."""
+    if isinstance(job, JobGroup):
+        return {key: get_args_for_all_jobs(child, args) for key, child in job.jobs.items()}
+    return {"args": dict(args)}
 
 
 def job_args(job: Job) -> SequentialArgs:

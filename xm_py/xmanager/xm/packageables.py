@@ -1,6 +1,7 @@
 """Shorthands that build a Packageable from an executor spec and an executable spec's fields.
 
-The executor spec and the executable spec's main field are positional; the rest keyword-only.
+As XManager's: the executor spec and the executable spec's fields may be given by position, in
+XManager's order; `args` and `env_vars` are keyword-only.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from xmanager.xm.job_blocks import ExecutorSpec, Packageable
 def binary(
     executor_spec: ExecutorSpec,
     path: str,
-    *,
     dependencies: Sequence[executables.BinaryDependency] = (),
+    *,
     args: UserArgs | None = None,
     env_vars: Mapping[str, str] | None = None,
 ) -> Packageable:
@@ -27,9 +28,9 @@ def binary(
 def bazel_binary(
     executor_spec: ExecutorSpec,
     label: str,
-    *,
     dependencies: Sequence[executables.BinaryDependency] = (),
     bazel_args: Sequence[str] = (),
+    *,
     args: UserArgs | None = None,
     env_vars: Mapping[str, str] | None = None,
 ) -> Packageable:
@@ -52,8 +53,8 @@ def container(
 def bazel_container(
     executor_spec: ExecutorSpec,
     label: str,
-    *,
     bazel_args: Sequence[str] = (),
+    *,
     args: UserArgs | None = None,
     env_vars: Mapping[str, str] | None = None,
 ) -> Packageable:
@@ -62,14 +63,14 @@ def bazel_container(
     return Packageable(spec, executor_spec, args, env_vars)
 
 
-def python_container(
+def python_container(  # noqa: PLR0917  # XManager's positional order
     executor_spec: ExecutorSpec,
     entrypoint: executables.ModuleName | executables.CommandList,
-    *,
     path: str = ".",
     base_image: str | None = None,
     docker_instructions: Sequence[str] | None = None,
     use_deep_module: bool = False,
+    *,
     args: UserArgs | None = None,
     env_vars: Mapping[str, str] | None = None,
 ) -> Packageable:
@@ -83,8 +84,8 @@ def python_container(
 def dockerfile_container(
     executor_spec: ExecutorSpec,
     path: str = ".",
-    *,
     dockerfile: str | None = None,
+    *,
     args: UserArgs | None = None,
     env_vars: Mapping[str, str] | None = None,
 ) -> Packageable:

@@ -9,6 +9,7 @@ import numbers
 from collections.abc import Mapping
 from typing import TypeAlias
 
+from xmanager.xm.resource_groups import Architecture
 from xmanager.xm.resources import (
     GiB,
     KiB,
@@ -105,6 +106,7 @@ class JobRequirements:
         self,
         resources: Mapping[ResourceType | str, ResourceQuantity] | None = None,
         *,
+        architecture: Architecture | None = None,
         location: str | None = None,
         replicas: int | None = None,
         service_tier: ServiceTier | str | None = None,
@@ -143,6 +145,11 @@ class JobRequirements:
             isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1
         ):
             raise ValueError(f"replicas must be a positive int or None, got {replicas!r}.")
+        if architecture is not None and not isinstance(architecture, Architecture):
+            raise TypeError(
+                f"architecture must be an xm.Architecture or None, got {architecture!r}."
+            )
+        self._architecture = architecture
         self._location = location
         self._replicas = replicas
         self._service_tier = _parse_service_tier(service_tier)
@@ -165,6 +172,11 @@ class JobRequirements:
     def topology(self) -> Topology | None:
         """The TPU topology, when the accelerator is a TPU."""
         return self._topology
+
+    @property
+    def architecture(self) -> Architecture | None:
+        """The CPU architecture asked for (XManager's; no backend reads it yet)."""
+        return self._architecture
 
     @property
     def location(self) -> str | None:
@@ -198,6 +210,9 @@ class JobRequirements:
             quantities[resource] = value
         return JobRequirements(
             quantities,
+            architecture=(
+                other.architecture if other.architecture is not None else self.architecture
+            ),
             location=other.location if other.location is not None else self.location,
             replicas=other.replicas if other.replicas is not None else self.replicas,
             service_tier=(
@@ -209,6 +224,7 @@ class JobRequirements:
         return (
             self._resources,
             self._topology,
+            self._architecture,
             self._location,
             self._replicas,
             self._service_tier,
@@ -226,6 +242,8 @@ class JobRequirements:
             f"{resource.display_name}={_format_quantity(resource, value)}"
             for resource, value in self._quantities().items()
         ]
+        if self._architecture is not None:
+            parts.append(f"architecture=xm.Architecture.{self._architecture.name}")
         if self._location is not None:
             parts.append(f"location={self._location!r}")
         if self._replicas is not None:

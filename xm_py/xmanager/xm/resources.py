@@ -172,6 +172,10 @@ def is_tpu(resource: ResourceType) -> bool:
 _TOPOLOGY_RE = re.compile(r"[1-9][0-9]*(x[1-9][0-9]*)*")
 
 
+class InvalidTpuTopologyError(ValueError):
+    """A TPU topology that is not positive integers joined by 'x' (XManager's name)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Topology:
     """A TPU slice shape such as '2x2' or '4x4x8': chip counts per dimension joined by 'x'."""
@@ -180,7 +184,7 @@ class Topology:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _TOPOLOGY_RE.fullmatch(self.name):
-            raise ValueError(
+            raise InvalidTpuTopologyError(
                 f"Invalid TPU topology {self.name!r}: expected positive integers joined by 'x', "
                 "such as '8', '2x2' or '4x4x8'."
             )
@@ -198,3 +202,8 @@ class Topology:
 
     def __repr__(self) -> str:
         return f"xm.Topology({self.name!r})"
+
+
+class ResourceDict(dict[ResourceType, float | int]):
+    """Amounts of countable resources by ResourceType (XManager's internal mapping type, which
+    `JobRequirements` and executors use; launch scripts rarely need it)."""

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from xmanager.xm_local.executors import (
     Caip,
+    CaipSpec,
     DockerOptions,
     Kubernetes,
     KubernetesSpec,
     Local,
     LocalSpec,
     TensorboardCapability,
+    TpuCapability,
     Vertex,
     VertexSpec,
 )
@@ -57,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Caip",
+    "CaipSpec",
     "DockerOptions",
     "Kubernetes",
     "KubernetesSpec",
@@ -66,6 +69,7 @@ __all__ = [
     "LocalWorkUnit",
     "PackagingError",
     "TensorboardCapability",
+    "TpuCapability",
     "Vertex",
     "VertexSpec",
     "WorkUnitRejectedError",

@@ -34,14 +34,14 @@ class DockerOptions:
     Attributes:
       ports: container port -> host port.
       volumes: host path -> container path.
-      interactive: keep stdin open and allocate a TTY.
       mount_gcs_path: mount ~/gcs (XManager's convenience) when it exists.
+      interactive: keep stdin open and allocate a TTY.
     """
 
     ports: dict[int, int] = dataclasses.field(default_factory=dict)
     volumes: dict[str, str] = dataclasses.field(default_factory=dict)
-    interactive: bool = False
     mount_gcs_path: bool = True
+    interactive: bool = False
 
     def __post_init__(self) -> None:
         for container_port, host_port in self.ports.items():
@@ -105,13 +105,20 @@ class TensorboardCapability:
     """
 
     name: str
-    base_output_directory: str
+    base_output_directory: str | None = None
 
     def __post_init__(self) -> None:
         _check_optional_str("TensorboardCapability", "name", self.name)
         _check_optional_str(
             "TensorboardCapability", "base_output_directory", self.base_output_directory
         )
+
+
+@dataclasses.dataclass
+class TpuCapability:
+    """The TPU software version an executor requests (XManager's; no backend reads it yet)."""
+
+    tpu_runtime_version: str
 
 
 @dataclasses.dataclass
@@ -173,15 +180,20 @@ class Kubernetes(xm.Executor):
       context: the kubeconfig context; None uses the current one (or in-cluster config).
       tolerations: core/v1 tolerations, e.g. {'key': 'gpu', 'operator': 'Exists'}.
       cloud_provider: 'GKE' selects accelerators with GKE's node labels.
+      tpu_capability: the TPU software version (XManager's; not read by the backend yet).
     """
 
+    # XManager's fields, in its order (they may be given by position)...
     requirements: xm.JobRequirements = dataclasses.field(default_factory=xm.JobRequirements)
+    cloud_provider: str = "GKE"
+    tpu_capability: TpuCapability | None = None
+    # ...then this launcher's own, by keyword only.
+    _: dataclasses.KW_ONLY
     namespace: str = "default"
     context: str | None = None
     service_account: str | None = None
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    cloud_provider: str = "GKE"
 
     Spec: ClassVar[type[xm.ExecutorSpec]] = KubernetesSpec
 
@@ -191,6 +203,11 @@ class Kubernetes(xm.Executor):
         _check_optional_str("Kubernetes", "context", self.context)
         _check_optional_str("Kubernetes", "service_account", self.service_account)
         _check_optional_str("Kubernetes", "cloud_provider", self.cloud_provider)
+        if self.tpu_capability is not None and not isinstance(self.tpu_capability, TpuCapability):
+            raise TypeError(
+                f"Kubernetes.tpu_capability must be a TpuCapability or None, got "
+                f"{self.tpu_capability!r}."
+            )
         for key, value in self.node_selector.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise TypeError(

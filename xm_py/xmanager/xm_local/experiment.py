@@ -412,6 +412,11 @@ class LocalWorkUnit(_DaemonUnit, xm.WorkUnit):
 class LocalAuxiliaryUnit(_DaemonUnit, xm.AuxiliaryUnit):
     """An auxiliary unit runs as a work unit of its own in the daemon."""
 
+    @property
+    def auxiliary_unit_id(self) -> int:
+        """Its work unit id in the daemon (auxiliary units are numbered with the work units)."""
+        return self._daemon_id
+
 
 # -- entry points -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from xmanager import xm
+from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.xm import resources
 from xmanager.xm_local import executors
@@ -11,12 +12,17 @@ from xmanager.xm_local import executors
 def job_to_proto(job: xm.Job, name: str) -> pb.Job:
     """The contract's Job: artifact, argv tokens, env, executor and requirements."""
     executable = job.executable
+    env = {**executable.env_vars, **job.env_vars}
+    for variable in env:
+        reserved = contract.reserved_env_error(variable)
+        if reserved is not None:
+            raise ValueError(f"job {name!r}: env_vars: {reserved}")
     message = pb.Job(
         name=name,
         artifact=artifact_to_proto(executable),
         # The executable's default args first, then the job's (already merged with the add's).
         args=xm.merge_args(executable.args, job.args).to_list(),
-        env={**executable.env_vars, **job.env_vars},
+        env=env,
     )
     executor = job.executor
     message.executor.CopyFrom(executor_to_proto(executor))

@@ -7,6 +7,10 @@
   no nested Bazel runs. Otherwise all labels of one `package()` call are built by a single
   `bazel build`, and their outputs are read from the Build Event Protocol (no guessing of
   bazel-bin paths).
+- `xm.PythonContainer`: an image assembled in-process from the base image, a dependency layer
+  and a source layer, no Docker needed (see `python_image`).
+- `xm.Dockerfile`: built by Docker Engine (or podman), exported as an image tarball (see
+  `dockerfile_image`).
 - `xm.Container`: an image tarball (made absolute, checked, and its image digest read so that the
   daemon refuses a tarball changed since packaging) or a reference to an image already in the
   daemon's container engine (checked by the daemon: images are never pulled).
@@ -15,15 +19,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from xmanager import xm
+from xmanager.oci import image as oci_image
 from xmanager.xm.executables import launch_script_dir
+from xmanager.xm_local import dockerfile_image, image_push, python_image
 from xmanager.xm_local.bazel_build import build_bazel_targets, pick_executable
 from xmanager.xm_local.bazel_manifest import (
     MANIFEST_ENV,
@@ -74,7 +78,14 @@ def package(packageables: Sequence[xm.Packageable]) -> list[xm.Executable]:
     elif bazel_specs:
         bazel_args = sorted({arg for spec in bazel_specs for arg in spec.bazel_args})
         built = build_bazel_targets([spec.label for spec in bazel_specs], bazel_args)
-    return [_package_one(p, built, manifest) for p in packageables]
+    return [_pushed(_package_one(p, built, manifest), p) for p in packageables]
+
+
+def _pushed(executable: xm.Executable, packageable: xm.Packageable) -> xm.Executable:
+    """Images for Vertex AI and Kubernetes go to a registry (see `image_push`)."""
+    if isinstance(executable, xm.ImageArtifact):
+        return image_push.push_artifact(executable, packageable.executor_spec)
+    return executable
 
 
 def _package_one(
@@ -117,6 +128,24 @@ def _package_one(
             name=spec.name,
             image_path=str(tarballs[0]),
             digest=image_tarball_digest(tarballs[0]),
+            args=packageable.args,
+            env_vars=dict(packageable.env_vars),
+        )
+    if isinstance(spec, xm.PythonContainer):
+        image = python_image.build(spec)
+        return xm.ImageArtifact(
+            name=spec.name,
+            image_path=str(image.path),
+            digest=image.digest,
+            args=packageable.args,
+            env_vars=dict(packageable.env_vars),
+        )
+    if isinstance(spec, xm.Dockerfile):
+        dockerfile_built = dockerfile_image.build(spec)
+        return xm.ImageArtifact(
+            name=spec.name,
+            image_path=str(dockerfile_built.path),
+            digest=dockerfile_built.digest,
             args=packageable.args,
             env_vars=dict(packageable.env_vars),
         )
@@ -175,32 +204,6 @@ def image_tarball_digest(path: Path) -> str:
     config digest (Docker's image ID) named by manifest.json.
     """
     try:
-        with tarfile.open(path) as tar:
-            names = set(tar.getnames())
-            if "index.json" in names:
-                manifests = json.loads(_tar_member(tar, "index.json"))["manifests"]
-                # Several: one per platform, which the daemon chooses from (unchecked).
-                return str(manifests[0]["digest"]) if len(manifests) == 1 else ""
-            if "manifest.json" in names:
-                entries = json.loads(_tar_member(tar, "manifest.json"))
-                if not isinstance(entries, list) or len(entries) != 1:
-                    raise PackagingError(
-                        f"image tarball {path} holds several images (or none) in its "
-                        "manifest.json; a job's tarball must hold exactly one"
-                    )
-                config = _tar_member(tar, str(entries[0]["Config"]))
-                return "sha256:" + hashlib.sha256(config).hexdigest()
-    except (tarfile.TarError, OSError, ValueError, KeyError, TypeError) as error:
-        raise PackagingError(f"{path} is not a readable image tarball: {error}") from None
-    raise PackagingError(
-        f"{path} is not an image tarball: it has neither index.json (OCI image layout) nor "
-        "manifest.json (docker save)"
-    )
-
-
-def _tar_member(tar: tarfile.TarFile, name: str) -> bytes:
-    member = tar.extractfile(name)
-    if member is None:
-        raise PackagingError(f"{name} in image tarball {tar.name!r} is not a file")
-    with member:
-        return member.read()
+        return oci_image.read(path).digest
+    except oci_image.ImageError as error:
+        raise PackagingError(str(error)) from None

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 
 import grpc
 
-from xmanager.client.connection import MAX_MESSAGE_BYTES, Launcher, LauncherUnavailableError
+from xmanager.client.connection import Launcher, LauncherUnavailableError
 from xmanager.launcher import launch_context
+from xmanager.launcher.contract import MAX_MESSAGE_BYTES
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
