@@ -239,6 +239,23 @@ flags.DEFINE_string(
     "docker_host", "", "Docker Engine for container jobs (default $DOCKER_HOST or its socket)."
 )
 
+flags.DEFINE_string("vertex_project", "", "Vertex AI project (default: the environment).")
+flags.DEFINE_string("vertex_region", "", "Vertex AI region (default: the environment).")
+flags.DEFINE_string(
+    "vertex_endpoint",
+    "",
+    "Vertex AI API endpoint (default REGION-aiplatform.googleapis.com; http://HOST:PORT: an "
+    "insecure emulator).",
+)
+flags.DEFINE_string(
+    "vertex_logging_endpoint",
+    "",
+    "Cloud Logging endpoint for Vertex AI jobs' logs (default logging.googleapis.com; "
+    "http://HOST:PORT: an insecure emulator).",
+)
+flags.DEFINE_float("vertex_poll_min_seconds", 2.0, "Vertex AI poller's shortest interval.")
+flags.DEFINE_float("vertex_poll_max_seconds", 30.0, "Vertex AI poller's longest quiet interval.")
+
 
 def config_from_flags() -> DaemonConfig:
     return DaemonConfig(
@@ -251,6 +268,12 @@ def config_from_flags() -> DaemonConfig:
         log_cap_bytes=FLAGS.log_cap_mb * 1024 * 1024,
         rpc_threads=FLAGS.rpc_threads,
         docker_host=FLAGS.docker_host,
+        vertex_project=FLAGS.vertex_project,
+        vertex_region=FLAGS.vertex_region,
+        vertex_endpoint=FLAGS.vertex_endpoint,
+        vertex_logging_endpoint=FLAGS.vertex_logging_endpoint,
+        vertex_poll_min_seconds=FLAGS.vertex_poll_min_seconds,
+        vertex_poll_max_seconds=FLAGS.vertex_poll_max_seconds,
     )
 
 

@@ -12,11 +12,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from launcher_server.backends.base import Backend, BackendContext
 from launcher_server.backends.local.containers.backend import LocalContainerBackend
 from launcher_server.backends.local.processes import LocalProcessBackend
+from launcher_server.backends.vertex.backend import VertexBackend
 from launcher_server.errors import FailedPreconditionError
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 # In routing order: the first backend that accepts a job runs it.
-BACKENDS: tuple[type[Backend], ...] = (LocalProcessBackend, LocalContainerBackend)
+BACKENDS: tuple[type[Backend], ...] = (LocalProcessBackend, LocalContainerBackend, VertexBackend)
 
 
 class BackendRegistry:

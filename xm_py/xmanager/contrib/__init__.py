@@ -1,0 +1,1 @@
+"""XManager's contributed helpers that concern this launcher's executors."""
