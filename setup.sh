@@ -230,7 +230,9 @@ ensure_docker() {
     info "dockerd is running"
     return
   fi
-  mkdir -p "$STATE_DIR"
+  # Private like everything the daemon keeps there (it refuses a directory others can write).
+  mkdir -p -m 700 "$STATE_DIR"
+  [[ -e "$STATE_DIR/dockerd.log" ]] || install -m 600 /dev/null "$STATE_DIR/dockerd.log"
   info "starting dockerd (log: $STATE_DIR/dockerd.log)"
   (setsid dockerd >"$STATE_DIR/dockerd.log" 2>&1 &)
   local i

@@ -189,7 +189,8 @@ def test_create_options_map_the_contract_to_docker() -> None:
     assert kwargs["networking_config"] == {
         "xm-inst-exp-7": {"Aliases": ["trainer"], "Links": ["xm-inst-7-3-server:server"]}
     }
-    assert kwargs["ports"] == {"8080/tcp": 18080}
+    # Loopback only unless asked (all_interfaces).
+    assert kwargs["ports"] == {"8080/tcp": ("127.0.0.1", 18080)}
     assert kwargs["volumes"] == {"/data/in": {"bind": "/in", "mode": "rw"}}
     assert kwargs["stdin_open"] is True
     assert kwargs["tty"] is True
@@ -381,3 +382,46 @@ def test_container_packaging_errors_say_what_to_do(
     (tmp_path / "junk.tar").write_text("junk")
     with pytest.raises(packaging.PackagingError, match="not a readable image tarball"):
         _package("junk.tar", tmp_path, monkeypatch)
+
+
+def test_ports_bind_all_interfaces_only_on_request() -> None:
+    job = _image_job(xm_local.Local(docker_options=xm_local.DockerOptions(ports={80: 8080})))
+    naming = options.Naming("inst")
+    local = options.create_kwargs(_spec(job), "sha256:a", naming, log_cap_bytes=1 << 20)
+    assert local["ports"] == {"80/tcp": ("127.0.0.1", 8080)}
+    job.executor.local.docker_options.all_interfaces = True
+    every = options.create_kwargs(_spec(job), "sha256:a", naming, log_cap_bytes=1 << 20)
+    assert every["ports"] == {"80/tcp": 8080}
+    # What docker-py sends to the engine: HostIp 127.0.0.1, not 0.0.0.0 and [::].
+    docker_types = pytest.importorskip("docker.types")
+    host_config = docker_types.HostConfig(version="1.41", port_bindings=local["ports"])
+    assert host_config["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+
+
+@pytest.mark.parametrize(
+    "host_path",
+    [
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/var/run",
+        "/",
+        "/srv/xm-state",
+        "/srv/xm-state/jobs/1",
+        "/srv",
+        "/tmp/engine.sock",
+    ],
+)
+def test_volumes_may_not_expose_the_engine_or_the_state_directory(host_path: str) -> None:
+    docker_options = xm_local.DockerOptions(volumes={host_path: "/mnt"})
+    job = _image_job(xm_local.Local(docker_options=docker_options))
+    protected = options.protected_paths(Path("/srv/xm-state"), "unix:///tmp/engine.sock")
+    with pytest.raises(ValueError, match=r"docker_options\.volumes") as refused:
+        options.check_options(job, protected)
+    assert "mount a narrower directory" in str(refused.value)
+
+
+def test_volumes_elsewhere_are_allowed() -> None:
+    docker_options = xm_local.DockerOptions(volumes={"/srv/data": "/data", "/var/lib/x": "/x"})
+    job = _image_job(xm_local.Local(docker_options=docker_options))
+    protected = options.protected_paths(Path("/srv/xm-state"), "")
+    options.check_options(job, protected)

@@ -7,6 +7,7 @@
     xmanager wait EXP[/WU]
     xmanager logs EXP[/WU[/JOB]] [-f]
     xmanager cancel EXP[/WU]
+    xmanager delete EXP
     xmanager ui [--port PORT] [--allow_remote]
     xmanager completion bash|zsh
 
@@ -261,10 +262,11 @@ def _exec_daemon(state: StateDir, flags: Sequence[str]) -> None:
 def daemon_stop() -> None:
     """Stop the daemon gracefully (running jobs keep running and are found again)."""
     state = _state()
-    if daemon_process.stop(state):
-        click.echo("stopped")
-    else:
-        click.echo(f"not running ({state.root})")
+    try:
+        stopped = daemon_process.stop(state)
+    except (TimeoutError, OSError) as error:
+        raise CliError(f"daemon stop: {error}; see {state.log}") from None
+    click.echo("stopped" if stopped else f"not running ({state.root})")
 
 
 @daemon.command("status")
@@ -431,6 +433,21 @@ def cancel(target: str) -> None:
             ),
         ).work_unit
         click.echo(f"{experiment_id}/{work_unit_id}: {json_output.state_name(unit.status.state)}")
+
+
+@cli.command()
+@state_dir_option
+@click.argument("target", metavar="EXP")
+def delete(target: str) -> None:
+    """Delete an experiment whose work units are all final, with everything recorded about it."""
+    experiment_id, work_unit_id, _ = parse_target(target)
+    if work_unit_id is not None:
+        raise click.BadParameter("experiments are deleted whole: use EXP", param_hint="TARGET")
+    launcher = _launcher()
+    response = launcher.call(
+        launcher.stub.DeleteExperiment, pb.DeleteExperimentRequest(experiment_id=experiment_id)
+    )
+    click.echo(f"deleted experiment {experiment_id} ({response.deleted_work_units} work unit(s))")
 
 
 @cli.command()

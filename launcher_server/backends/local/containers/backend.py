@@ -75,11 +75,10 @@ class LocalContainerBackend(Backend):
         self._naming = options.Naming(options.instance_id(config.state_dir.root))
         self._log_cap = config.log_cap_bytes
         self._closed = threading.Event()
-        self._engine = Engine(
-            config.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST,
-            self._closed,
-            on_connect=self._sweep_async,
-        )
+        docker_host = config.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        self._engine = Engine(docker_host, self._closed, on_connect=self._sweep_async)
+        # What no volume may expose: the engine's socket and the state directory.
+        self._protected = options.protected_paths(config.state_dir.root, docker_host)
         self._images = Images()
         self._networks = Networks(self._engine, self._naming, self._closed)
         self._follower = Follower(self._engine, self._log_cap, self._closed, self._ended)
@@ -100,7 +99,7 @@ class LocalContainerBackend(Backend):
 
     def check(self, job: pb.Job, field: str) -> None:
         try:
-            options.check_options(job)
+            options.check_options(job, self._protected)
         except ValueError as error:
             raise InvalidArgumentError(f"{field}.executor.local", str(error)) from None
         image = job.artifact.oci_image
