@@ -164,7 +164,7 @@ find_pg_bin() {
 }
 
 ensure_test_services() {
-  step "Test services (PostgreSQL server, OCI registry, static busybox for test images, skopeo, podman)"
+  step "Test services (PostgreSQL server, OCI registry, static busybox for test images, skopeo, podman, Chromium)"
   if ! find_pg_bin >/dev/null; then
     apt_install postgresql
   fi
@@ -192,6 +192,11 @@ ensure_test_services() {
     apt_install podman
   fi
   info "podman: $(command -v podman)"
+  # The dashboard's browser tests drive Debian's Chromium through its chromedriver.
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
+  fi
+  info "Chromium: $(command -v chromium), $(command -v chromedriver)"
 }
 
 # The default base image of xm.python_container outside Bazel: //xm_rules/debian:python_base,
@@ -225,7 +230,9 @@ ensure_docker() {
     info "dockerd is running"
     return
   fi
-  mkdir -p "$STATE_DIR"
+  # Private like everything the daemon keeps there (it refuses a directory others can write).
+  mkdir -p -m 700 "$STATE_DIR"
+  [[ -e "$STATE_DIR/dockerd.log" ]] || install -m 600 /dev/null "$STATE_DIR/dockerd.log"
   info "starting dockerd (log: $STATE_DIR/dockerd.log)"
   (setsid dockerd >"$STATE_DIR/dockerd.log" 2>&1 &)
   local i
@@ -276,9 +283,32 @@ run_main() {
   step "Launcher daemon"
   # It runs from the virtual environment; the launch script, built by Bazel, is its client.
   info "$("$VENV/bin/xmanager" daemon start)"
+  step "Dashboard (xmanager ui)"
+  start_dashboard
   step "Main job: bazel run //examples/quickstart:launch (a sweep through the daemon)"
   # shellcheck disable=SC2046
   bazel run $(bazel_flags) //examples/quickstart:launch -- "$@"
+}
+
+# The dashboard runs detached, like the daemon; its one-time login URL is in its log.
+start_dashboard() {
+  local port="${XM_UI_PORT:-8765}" log="$STATE_DIR/ui.log" pid_file="$STATE_DIR/ui.pid" i
+  if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    info "already running: http://127.0.0.1:$port/ (log in with the token in $STATE_DIR/token)"
+    return
+  fi
+  mkdir -p "$STATE_DIR"
+  (XM_STATE_DIR="$STATE_DIR" setsid "$VENV/bin/xmanager" ui --port="$port" >"$log" 2>&1 &
+    echo $! >"$pid_file")
+  for i in $(seq 1 100); do
+    if grep -q '^open http' "$log" 2>/dev/null; then
+      info "$(grep '^open http' "$log")"
+      return
+    fi
+    kill -0 "$(cat "$pid_file")" 2>/dev/null || break
+    sleep 0.1
+  done
+  info "the dashboard did not start (see $log); the launch goes on without it"
 }
 
 lock() {

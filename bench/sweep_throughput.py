@@ -81,14 +81,20 @@ def run_ours(
 
 def ensure_baseline() -> Path:
     python = BASELINE_VENV / "bin" / "python"
-    if not python.exists():
+    if not (BASELINE_VENV / "installed").exists():
+        # With uv: pip's resolver takes many minutes over XManager's loose dependencies.
         print("installing XManager 0.8.5 into", BASELINE_VENV, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(BASELINE_VENV)], check=True)
+        tools = BASELINE_VENV.parent / "uv"
+        uv = tools / "bin" / "uv"
+        if not uv.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
+            subprocess.run([str(tools / "bin" / "pip"), "install", "-q", "uv"], check=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(BASELINE_VENV)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "xmanager==0.8.5"],
+            [str(uv), "pip", "install", "-q", "--python", str(python), "xmanager==0.8.5"],
             check=True,
-            capture_output=True,
         )
+        (BASELINE_VENV / "installed").touch()
     return python
 
 

@@ -28,6 +28,16 @@ class DaemonConfig:
     # and its context for jobs whose executor names none (empty: the current context).
     kubeconfig: str = ""
     kubernetes_context: str = ""
+    # Vertex AI: default project and region of jobs that name none (empty: the environment's,
+    # see xmanager.cloud.utils), the API endpoints ("http://HOST:PORT" is an insecure emulator
+    # without credentials; empty: REGION-aiplatform.googleapis.com and logging.googleapis.com),
+    # and the poller's interval bounds in seconds.
+    vertex_project: str = ""
+    vertex_region: str = ""
+    vertex_endpoint: str = ""
+    vertex_logging_endpoint: str = ""
+    vertex_poll_min_seconds: float = 2.0
+    vertex_poll_max_seconds: float = 30.0
 
     @property
     def store_url(self) -> str:

@@ -11,6 +11,7 @@ import datetime
 import fcntl
 import ipaddress
 import logging
+import math
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ import grpc
 from absl import app, flags
 
 import xmanager
-from launcher_server import auth
+from launcher_server import auth, limits, parsing, private_dir
 from launcher_server.backends.base import BackendContext
 from launcher_server.backends.registry import BackendRegistry
 from launcher_server.config import DaemonConfig
@@ -33,9 +34,9 @@ from launcher_server.observations import ObservationQueue
 from launcher_server.scheduler import Scheduler
 from launcher_server.service import LauncherService
 from launcher_server.store.store import Store
+from xmanager.client import daemon_process
 from xmanager.launcher.contract import MAX_MESSAGE_BYTES
 from xmanager.launcher.v1 import launcher_pb2 as pb
-from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 from xmanager.state_dir import StateDir
 
 _log = logging.getLogger("launcher_server")
@@ -48,6 +49,10 @@ SERVER_OPTIONS = [
     ("grpc.optimization_target", "latency"),
 ]
 READY_LINE = "xmanager launcher ready"
+# The longest a stop takes (`xmanager daemon stop` waits twice as long).
+STOP_SECONDS = 15.0
+# In-flight calls get this long to finish when the daemon stops; then they are cancelled.
+_CALLS_GRACE_SECONDS = 2.0
 
 
 class DaemonAlreadyRunningError(RuntimeError):
@@ -56,7 +61,7 @@ class DaemonAlreadyRunningError(RuntimeError):
 
 def acquire_lock(state_dir: StateDir) -> IO[str]:
     """Holds the state directory's lock for the life of the process: one daemon per directory."""
-    handle = state_dir.lock.open("a+")
+    handle = private_dir.open_private(state_dir.lock, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -67,6 +72,14 @@ def acquire_lock(state_dir: StateDir) -> IO[str]:
             "stop it with `xmanager daemon stop` or choose another --state_dir"
         ) from None
     return handle
+
+
+def _daemon_alive(state_dir: StateDir) -> bool:
+    try:
+        pid = int(state_dir.pid.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and daemon_process.alive(pid)
 
 
 def check_listen_address(listen: str, allow_remote: bool) -> None:
@@ -99,9 +112,21 @@ class Daemon:
         state = config.state_dir
         if config.listen:
             check_listen_address(config.listen, config.allow_remote)
-        state.create()
+        limits.check_grace(config.grace_period.total_seconds(), "--grace_period_seconds")
+        exposed = private_dir.secure(state)
+        if not _daemon_alive(state):
+            # Lock files others could open until now: they may hold them open (and locked)
+            # to keep every daemon out. Fresh ones leave them holding nothing.
+            for path in sorted(exposed):
+                if path.name.endswith(".lock"):
+                    _log.warning("replacing %s, which other users could open", path)
+                    private_dir.replace_private(path)
         self._lock = acquire_lock(state)
+        private_dir.create_private_file(state.pid)
         state.pid.write_text(f"{os.getpid()}\n")
+        if not config.db_url:
+            # SQLite gives its WAL and shared-memory files the database file's mode.
+            private_dir.create_private_file(state.database)
         self.store = Store.open(config.store_url)
         self.hub = EventHub(self.store.last_event_sequence())
         self.store.set_publisher(self.hub.publish)
@@ -126,6 +151,8 @@ class Daemon:
         self.scheduler.recover()
         token = None
         if config.listen:
+            if state.token in exposed:
+                state.token.unlink()  # others could read it: a new one
             token = auth.load_or_create_token(state.token)
         service = LauncherService(self.store, self.scheduler, self.hub, token=token)
         self._server = self._build_server(service)
@@ -148,7 +175,7 @@ class Daemon:
             ),
             options=SERVER_OPTIONS,
         )
-        pb_grpc.add_LauncherServicer_to_server(service, server)
+        parsing.add_to_server(service, server)
         socket_path = config.state_dir.socket
         socket_path.unlink(missing_ok=True)  # stale: we hold the lock, nobody else serves it
         old_umask = os.umask(0o177)  # the socket is created 0600: only this user may connect
@@ -180,7 +207,7 @@ class Daemon:
         """Stops serving; jobs keep running and are re-attached by the next daemon."""
         self.hub.close()
         if self._server is not None:
-            self._server.stop(grace=2).wait()
+            self._server.stop(grace=_CALLS_GRACE_SECONDS).wait(_CALLS_GRACE_SECONDS + 3)
         self.scheduler.stop()
         self.backends.close()
         self.store.close()
@@ -199,6 +226,11 @@ flags.DEFINE_string("listen", "", "Also listen on this TCP HOST:PORT (bearer tok
 flags.DEFINE_bool("allow_remote", False, "Allow --listen on a non-loopback address.")
 flags.DEFINE_integer("max_running_jobs", 0, "Local jobs running at once (0: 8 per core).")
 flags.DEFINE_float("grace_period_seconds", 10.0, "Default SIGTERM-to-SIGKILL delay on cancel.")
+flags.register_validator(
+    "grace_period_seconds",
+    lambda value: math.isfinite(value) and 0 <= value <= limits.MAX_GRACE_SECONDS,
+    f"must be between 0 and {limits.MAX_GRACE_SECONDS} seconds (one day)",
+)
 flags.DEFINE_integer("log_cap_mb", 64, "Per-job log size cap in MiB.")
 flags.DEFINE_integer(
     "rpc_threads", 64, "Calls served at once; each watch or log follow holds one while open."
@@ -206,6 +238,23 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "docker_host", "", "Docker Engine for container jobs (default $DOCKER_HOST or its socket)."
 )
+
+flags.DEFINE_string("vertex_project", "", "Vertex AI project (default: the environment).")
+flags.DEFINE_string("vertex_region", "", "Vertex AI region (default: the environment).")
+flags.DEFINE_string(
+    "vertex_endpoint",
+    "",
+    "Vertex AI API endpoint (default REGION-aiplatform.googleapis.com; http://HOST:PORT: an "
+    "insecure emulator).",
+)
+flags.DEFINE_string(
+    "vertex_logging_endpoint",
+    "",
+    "Cloud Logging endpoint for Vertex AI jobs' logs (default logging.googleapis.com; "
+    "http://HOST:PORT: an insecure emulator).",
+)
+flags.DEFINE_float("vertex_poll_min_seconds", 2.0, "Vertex AI poller's shortest interval.")
+flags.DEFINE_float("vertex_poll_max_seconds", 30.0, "Vertex AI poller's longest quiet interval.")
 
 
 flags.DEFINE_string(
@@ -231,6 +280,12 @@ def config_from_flags() -> DaemonConfig:
         docker_host=FLAGS.docker_host,
         kubeconfig=FLAGS.kubeconfig,
         kubernetes_context=FLAGS.kubernetes_context,
+        vertex_project=FLAGS.vertex_project,
+        vertex_region=FLAGS.vertex_region,
+        vertex_endpoint=FLAGS.vertex_endpoint,
+        vertex_logging_endpoint=FLAGS.vertex_logging_endpoint,
+        vertex_poll_min_seconds=FLAGS.vertex_poll_min_seconds,
+        vertex_poll_max_seconds=FLAGS.vertex_poll_max_seconds,
     )
 
 
@@ -247,8 +302,30 @@ def serve(config: DaemonConfig) -> int:
         print(f"xmanager daemon: cannot start: {error}", file=sys.stderr)
         return 1
     daemon.wait()
-    daemon.stop()
+    # Whatever hangs (a call stuck in a handler, a backend that does not answer), the process
+    # ends within STOP_SECONDS: a daemon that cannot be stopped is worse than a hasty stop
+    # (jobs keep running under their supervisors either way).
+    watchdog = threading.Timer(STOP_SECONDS, _exit_now, args=(2,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        daemon.stop()
+    except Exception:
+        _log.exception("stopping failed")
+        _exit_now(1)
+    # Not sys.exit: the gRPC server's worker threads are joined at exit, and a stuck one would
+    # hold the process forever.
+    _exit_now(0)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    if code == 2:
+        _log.error("stopping took more than %.0f s; exiting now", STOP_SECONDS)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str]) -> None:

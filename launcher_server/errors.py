@@ -39,6 +39,12 @@ class StoreVersionError(LauncherError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class OutOfRangeError(LauncherError):
+    """A position beyond what exists (e.g. a resume point after the last event)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
 class UnavailableError(LauncherError):
     """The daemon cannot serve the call now (it is stopping); the client may retry."""
 

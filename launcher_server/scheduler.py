@@ -28,6 +28,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+import sqlalchemy.exc
+
 from launcher_server import validation
 from launcher_server.aggregation import FAILED_STATES, FINAL_STATES
 from launcher_server.backends.base import Backend, BackendUnavailableError
@@ -51,6 +53,13 @@ _START_ERRORS = (BackendUnavailableError, ValueError, KeyError, OSError)
 
 # What `submit` gives back for each request: the recorded unit, or why it was refused.
 SubmitResult = tuple[pb.WorkUnit, bool] | LauncherError
+
+
+def _is_transient(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """A lost connection or a busy database, not a refusal of what was written."""
+    return error.connection_invalidated or isinstance(
+        error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
+    )
 
 
 @dataclasses.dataclass
@@ -496,13 +505,29 @@ class Scheduler:
     def _record_with_retries(
         self, batch: Sequence[JobObservation], handles: dict[JobKey, str]
     ) -> None:
-        """Records a batch, retrying a failing store (e.g. a restarting PostgreSQL server)."""
+        """Records a batch, retrying a failing store (e.g. a restarting PostgreSQL server).
+
+        A batch the database refuses for its content is recorded one observation at a time, so
+        one bad observation neither holds up nor drops the others.
+        """
         delay = 0.1
         deadline = time.monotonic() + _RECORD_RETRY_SECONDS
         while True:
             try:
                 self._record(batch, handles)
                 return
+            except sqlalchemy.exc.DBAPIError as error:
+                if not _is_transient(error):
+                    self._record_one_by_one(batch, handles, error)
+                    return
+                if time.monotonic() > deadline:
+                    _log.exception("recording %d observations failed; giving up", len(batch))
+                    return
+                _log.warning(
+                    "recording %d observations failed; retrying", len(batch), exc_info=True
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
             except Exception:
                 if time.monotonic() > deadline:
                     # The next daemon start reconciles these jobs with their backends.
@@ -513,6 +538,17 @@ class Scheduler:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _record_one_by_one(
+        self, batch: Sequence[JobObservation], handles: dict[JobKey, str], error: Exception
+    ) -> None:
+        _log.warning("the store refused a batch of %d observations (%s)", len(batch), error)
+        for observations, their_handles in [([], handles), *(([o], {}) for o in batch)]:
+            try:
+                self._record(observations, their_handles)
+            except Exception:
+                # The next daemon start reconciles this job with its backend.
+                _log.exception("the store refused %s; dropped", observations or their_handles)
 
     def _record(self, batch: Sequence[JobObservation], handles: dict[JobKey, str]) -> None:
         updates = self._store.apply_observations(batch, handles)

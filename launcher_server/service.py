@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2
 
 import xmanager
-from launcher_server import auth, logs, validation
+from launcher_server import auth, limits, logs, parsing, validation
 from launcher_server.aggregation import FINAL_STATES
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
 from launcher_server.event_hub import EventHub
@@ -56,6 +57,8 @@ def _translate_errors(method: F) -> F:
     def wrapper(self: LauncherService, request: Any, context: grpc.ServicerContext) -> Any:
         auth.check(context, self.token)
         try:
+            parsing.check(request)
+            limits.check_request(request)
             return method(self, request, context)
         except LauncherError as error:
             context.abort(error.code, str(error))
@@ -71,6 +74,9 @@ def _translate_errors(method: F) -> F:
     ) -> Iterator[Any]:
         auth.check(context, self.token)
         try:
+            parsing.check(request)
+            if isinstance(request, _message.Message):  # not a client stream
+                limits.check_request(request)
             yield from method(self, request, context)
         except LauncherError as error:
             context.abort(error.code, str(error))
@@ -152,12 +158,16 @@ class LauncherService(pb_grpc.LauncherServicer):
     ) -> Iterator[pb.AddWorkUnitsResponse]:
         # Batches that arrived together are recorded in one transaction (group commit); they
         # are handled in order, so work unit ids follow the order of the requests.
-        incoming: queue.SimpleQueue[pb.AddWorkUnitsRequest | None] = queue.SimpleQueue()
+        incoming: queue.SimpleQueue[pb.AddWorkUnitsRequest | parsing.Unparsable | None] = (
+            queue.SimpleQueue()
+        )
 
         def read() -> None:
             try:
                 for message in request_iterator:
                     incoming.put(message)
+                    if isinstance(message, parsing.Unparsable):
+                        break  # answered after the batches before it
             except grpc.RpcError:
                 pass  # the client went away; the results it will not read are recorded
             finally:
@@ -169,7 +179,7 @@ class LauncherService(pb_grpc.LauncherServicer):
             messages: list[pb.AddWorkUnitsRequest] = []
             size = 0
             item = incoming.get()
-            while item is not None:
+            while isinstance(item, pb.AddWorkUnitsRequest):
                 messages.append(item)
                 size += len(item.requests)
                 if size >= _ADD_BATCH:
@@ -178,13 +188,14 @@ class LauncherService(pb_grpc.LauncherServicer):
                     item = incoming.get_nowait()
                 except queue.Empty:
                     break
-            done = item is None
+            done = not isinstance(item, pb.AddWorkUnitsRequest)
             results = self._add_batch([r for m in messages for r in m.requests])
             start = 0
             for message in messages:
                 end = start + len(message.requests)
                 yield pb.AddWorkUnitsResponse(results=results[start:end])
                 start = end
+            parsing.check(item, "AddWorkUnitsRequest")
 
     def _add_batch(self, batch: list[pb.AddWorkUnitRequest]) -> list[pb.AddWorkUnitResult]:
         return [
@@ -207,7 +218,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         validation.check_enums(request)
         _positive(request.experiment_id, "experiment_id")
         _page_size(request.page_size)
-        self._store.get_experiment(request.experiment_id)  # NOT_FOUND for an unknown one
+        self._store.check_experiment(request.experiment_id)  # NOT_FOUND for an unknown one
         return self._store.list_work_units(request)
 
     @_translate_errors
@@ -270,8 +281,7 @@ class LauncherService(pb_grpc.LauncherServicer):
     ) -> pb.CancelWorkUnitResponse:
         _positive(request.experiment_id, "experiment_id")
         _positive(request.work_unit_id, "work_unit_id")
-        if request.grace_period_seconds < 0:
-            raise InvalidArgumentError("grace_period_seconds", "must not be negative")
+        limits.check_grace(request.grace_period_seconds, "grace_period_seconds")
         self._store.get_work_unit(request.experiment_id, request.work_unit_id)
         self._scheduler.cancel(
             request.experiment_id,
@@ -288,8 +298,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         self, request: pb.CancelExperimentRequest, context: grpc.ServicerContext
     ) -> pb.CancelExperimentResponse:
         _positive(request.experiment_id, "experiment_id")
-        if request.grace_period_seconds < 0:
-            raise InvalidArgumentError("grace_period_seconds", "must not be negative")
+        limits.check_grace(request.grace_period_seconds, "grace_period_seconds")
         self._store.get_experiment(request.experiment_id)
         count = 0
         for work_unit_id in self._store.work_unit_ids(request.experiment_id, active_only=True):
@@ -300,6 +309,14 @@ class LauncherService(pb_grpc.LauncherServicer):
                 request.reason,
             )
         return pb.CancelExperimentResponse(cancelled_work_units=count)
+
+    @_translate_errors
+    def DeleteExperiment(
+        self, request: pb.DeleteExperimentRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteExperimentResponse:
+        _positive(request.experiment_id, "experiment_id")
+        deleted = self._store.delete_experiment(request.experiment_id)
+        return pb.DeleteExperimentResponse(deleted_work_units=deleted)
 
     # -- server ------------------------------------------------------------------------------
 
@@ -336,8 +353,7 @@ def _add_result(request: pb.AddWorkUnitRequest, result: SubmitResult) -> pb.AddW
 
 
 def _positive(value: int, field: str) -> None:
-    if value <= 0:
-        raise InvalidArgumentError(field, f"must be positive, got {value}")
+    limits.check_id(value, field)
 
 
 def _page_size(size: int) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from google.protobuf import message as _message
 
+from launcher_server import limits
 from launcher_server.errors import InvalidArgumentError
 from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
@@ -117,6 +118,7 @@ def validate_update_experiment(request: pb.UpdateExperimentRequest) -> None:
 
 def validate_add_work_unit(request: pb.AddWorkUnitRequest) -> None:
     """Checks a work unit completely; raises on the first problem found."""
+    limits.check_request(request)
     check_enums(request)
     _require(request.experiment_id > 0, "experiment_id", "must be positive")
     _check_request_id(request.request_id, required=True)

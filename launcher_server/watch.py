@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from launcher_server.aggregation import FINAL_STATES
-from launcher_server.errors import InvalidArgumentError, UnavailableError
+from launcher_server.errors import InvalidArgumentError, OutOfRangeError, UnavailableError
 from launcher_server.event_hub import EventHub, Update, watch_response
 from launcher_server.store.batch import WatchUpdate
 from launcher_server.store.store import Store
@@ -36,6 +36,11 @@ class Watcher:
             self._store.get_experiment(request.experiment_id)
         elif request.until_all_final:
             raise InvalidArgumentError("until_all_final", "needs an experiment_id")
+        if request.after_sequence > self._hub.last_sequence:
+            raise OutOfRangeError(
+                f"after_sequence {request.after_sequence} is beyond the last event "
+                f"({self._hub.last_sequence}); resume from a sequence this daemon sent, or 0"
+            )
         wanted = frozenset(request.states)
         sequence = request.after_sequence
         if sequence == 0:

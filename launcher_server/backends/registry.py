@@ -11,8 +11,9 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from launcher_server.backends.base import Backend, BackendContext
 from launcher_server.backends.kubernetes.backend import KubernetesBackend
-from launcher_server.backends.local.container import LocalContainerBackend
+from launcher_server.backends.local.containers.backend import LocalContainerBackend
 from launcher_server.backends.local.processes import LocalProcessBackend
+from launcher_server.backends.vertex.backend import VertexBackend
 from launcher_server.errors import FailedPreconditionError
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
@@ -20,6 +21,7 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 BACKENDS: tuple[type[Backend], ...] = (
     LocalProcessBackend,
     LocalContainerBackend,
+    VertexBackend,
     KubernetesBackend,
 )
 

@@ -93,10 +93,13 @@ def add_work_units(
         # Core executemany statements: the ORM's bulk machinery costs more than the SQL here.
         session.execute(UNITS.insert(), unit_rows)
         session.execute(JOBS.insert(), job_rows)
-        session.execute(
-            EXPERIMENTS.update().where(EXPERIMENTS.c.id == bindparam("k_id")),
-            [{"k_id": e, "next_work_unit_id": n} for e, n in known.next_ids_changed().items()],
-        )
+        # Empty when every new id is below an earlier one (ids out of order): no UPDATE then,
+        # an executemany with no parameters is an error.
+        if next_ids := known.next_ids_changed():
+            session.execute(
+                EXPERIMENTS.update().where(EXPERIMENTS.c.id == bindparam("k_id")),
+                [{"k_id": e, "next_work_unit_id": n} for e, n in next_ids.items()],
+            )
         events = [
             {
                 "sequence": transaction.next_sequence(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-from pathlib import Path
+import os
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, text
@@ -43,7 +43,9 @@ class WriterClaim:
         database = engine.url.database
         if not database or database == ":memory:":
             raise ValueError("an in-memory SQLite store cannot be shared: use a file")
-        handle = Path(f"{database}.lock").open("a+")  # noqa: SIM115  # held until release()
+        # Private (0600): another user who could open it could lock the daemon out.
+        fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        handle = open(fd, "a+")  # noqa: SIM115  # held until release()
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from google.protobuf import timestamp_pb2
 
+from launcher_server import limits
 from launcher_server.errors import InvalidArgumentError
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
@@ -53,11 +54,14 @@ def parse_page_token(token: str) -> int | None:
     if not token:
         return None
     try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
+        value = int(base64.urlsafe_b64decode(token.encode()).decode())
     except (ValueError, UnicodeDecodeError):
+        value = -1
+    if not 0 <= value <= limits.MAX_ID:
         raise InvalidArgumentError(
             "page_token", "is not a token this daemon issued; start from an empty token"
-        ) from None
+        )
+    return value
 
 
 def state_word(state: int) -> str:

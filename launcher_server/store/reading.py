@@ -84,12 +84,15 @@ class UnitCache:
             return self._generation
 
     def get(self, key: UnitKey) -> pb.WorkUnit | None:
+        data = self.get_serialized(key)
+        return None if data is None else pb.WorkUnit.FromString(data)
+
+    def get_serialized(self, key: UnitKey) -> bytes | None:
         with self._lock:
             data = self._units.get(key)
-            if data is None:
-                return None
-            self._units.move_to_end(key)
-        return pb.WorkUnit.FromString(data)
+            if data is not None:
+                self._units.move_to_end(key)
+            return data
 
     def put(self, key: UnitKey, unit: pb.WorkUnit, generation: int) -> None:
         data = unit.SerializeToString()
@@ -106,3 +109,20 @@ class UnitCache:
             self._generation += 1
             for key in keys:
                 self._units.pop(key, None)
+
+
+def repeated_field(number: int, items: Iterable[bytes]) -> bytes:
+    """The wire form of a repeated message field holding already serialized messages: a list
+    response is parsed once from it, not built message by message in Python."""
+    tag = bytes([(number << 3) | 2])  # length-delimited; fields 1..15 fit in one byte
+    parts = []
+    for item in items:
+        size, length = len(item), bytearray()
+        while True:
+            byte = size & 0x7F
+            size >>= 7
+            length.append(byte | (0x80 if size else 0))
+            if not size:
+                break
+        parts += [tag, bytes(length), item]
+    return b"".join(parts)

@@ -9,6 +9,7 @@ locks. Reads never wait for writes (SQLite in WAL mode, PostgreSQL's MVCC).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,10 +21,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from launcher_server import aggregation
+from launcher_server import aggregation, limits
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
 from launcher_server.jobs import JobKey, JobObservation
-from launcher_server.store import adding, conversions, migrate, observing, reading
+from launcher_server.store import adding, conversions, deleting, migrate, observing, reading
 from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
 from launcher_server.store.claim import WriterClaim
@@ -42,6 +43,10 @@ _log = logging.getLogger(__name__)
 
 FINAL_STATES = aggregation.FINAL_STATES
 _DEFAULT_EXPERIMENT_PAGE = 50
+# Connections kept open, and opened beyond them at a busy moment (each call holds at most one;
+# the daemon serves 64 calls at once by default).
+_POOL_SIZE = 16
+_POOL_OVERFLOW = 64
 _DEFAULT_WORK_UNIT_PAGE = 100
 
 AddOutcome = adding.Outcome
@@ -72,10 +77,19 @@ class Store:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 10})
+            # A connection per concurrent call (WAL: readers never wait for the writer), so
+            # that no read waits for a pooled connection while a sweep is written.
+            engine = create_engine(
+                parsed,
+                connect_args={"check_same_thread": False, "timeout": 10},
+                pool_size=_POOL_SIZE,
+                max_overflow=_POOL_OVERFLOW,
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(
+                parsed, pool_pre_ping=True, pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW
+            )
         try:
             claim = WriterClaim.take(engine, safe_url)
         except Exception:
@@ -178,7 +192,10 @@ class Store:
             query = query.where(ExperimentRow.id < after)
         if request.title_contains:
             query = query.where(
-                func.lower(ExperimentRow.title).contains(request.title_contains.lower())
+                func.lower(ExperimentRow.title).contains(
+                    request.title_contains.lower(),
+                    autoescape=True,  # % and _ are literal
+                )
             )
         if request.creator:
             query = query.where(ExperimentRow.creator == request.creator)
@@ -192,6 +209,7 @@ class Store:
             )
         wanted_tags = set(request.tags)
         response = pb.ListExperimentsResponse()
+        budget = limits.MAX_RESPONSE_BYTES
         with self._read() as session:
             # Tags are JSON lists: filtered here, scanning pages until enough match.
             batch_after = after
@@ -205,12 +223,15 @@ class Store:
                 for row in rows:
                     if wanted_tags and not wanted_tags <= set(row.tags):
                         continue
-                    if len(response.experiments) == size:
+                    message = self._experiment_message(session, row)
+                    budget -= message.ByteSize()
+                    # A page ends at its size, or at its bytes (never empty).
+                    if len(response.experiments) == size or (budget < 0 and response.experiments):
                         response.next_page_token = conversions.page_token(
                             response.experiments[-1].id
                         )
                         return response
-                    response.experiments.append(self._experiment_message(session, row))
+                    response.experiments.append(message)
                 batch_after = rows[-1].id
                 if not wanted_tags and len(rows) <= size:
                     break
@@ -246,6 +267,13 @@ class Store:
                 )
             )
             return self._experiment_message(session, row)
+
+    def delete_experiment(self, experiment_id: int) -> int:
+        """Deletes an experiment whose units are all final; returns how many units it had."""
+        with self._write() as transaction:
+            keys = deleting.delete_experiment(transaction, experiment_id, conversions.now())
+        self._units.invalidate(keys)
+        return len(keys)
 
     def experiment_ids_with_active_work(self) -> list[int]:
         with self._read() as session:
@@ -348,15 +376,41 @@ class Store:
             query = query.where(WorkUnitRow.work_unit_id > after)
         if request.states:
             query = query.where(WorkUnitRow.state.in_(list(request.states)))
+        generation = self._units.generation
         with self._engine.connect() as connection:
             keys = [(e, w) for e, w in connection.execute(query)]
             more = len(keys) > size
             keys = keys[:size]
-            units = reading.load_units(connection, keys)
-        response = pb.ListWorkUnitsResponse(work_units=[units[key] for key in keys])
+            # Units read recently come from memory: a dashboard listing a sweep while it runs
+            # costs a conversion only for the units that changed.
+            serialized = {
+                key: data for key in keys if (data := self._units.get_serialized(key)) is not None
+            }
+            units = reading.load_units(connection, [key for key in keys if key not in serialized])
+        for key, unit in units.items():
+            self._units.put(key, unit, generation)
+            serialized[key] = unit.SerializeToString()
+        page: list[bytes] = []
+        budget = limits.MAX_RESPONSE_BYTES
+        for key in keys:
+            budget -= len(serialized[key])
+            if budget < 0 and page:  # a page ends at its bytes too
+                more = True
+                break
+            page.append(serialized[key])
+        response = pb.ListWorkUnitsResponse.FromString(reading.repeated_field(1, page))
         if more:
-            response.next_page_token = conversions.page_token(keys[-1][1])
+            response.next_page_token = conversions.page_token(response.work_units[-1].work_unit_id)
         return response
+
+    def check_experiment(self, experiment_id: int) -> None:
+        """Raises NotFoundError for an unknown experiment (cheaper than get_experiment)."""
+        with self._engine.connect() as connection:
+            found = connection.scalar(
+                select(ExperimentRow.id).where(ExperimentRow.id == experiment_id)
+            )
+        if found is None:
+            raise NotFoundError(f"experiment {experiment_id} not found")
 
     def work_unit_ids(self, experiment_id: int, *, active_only: bool = False) -> list[int]:
         """An experiment's work unit ids, ascending; only those not final with `active_only`."""
@@ -409,6 +463,16 @@ class Store:
     ) -> list[WatchUpdate]:
         """Applies backend observations in one transaction; returns the events appended, each
         with its unit's status after the batch (see `observing.apply_observations`)."""
+        # Backends' text (a process's reason, a container engine's message) may hold
+        # anything; what is stored must be storable on every database.
+        observations = [
+            dataclasses.replace(
+                o,
+                reason=limits.clean_text(o.reason),
+                native_state=limits.clean_text(o.native_state),
+            )
+            for o in observations
+        ]
         with self._write() as transaction:
             observing.apply_observations(
                 transaction, self._active, observations, handles or {}, conversions.now()

@@ -29,9 +29,10 @@ Every test in `tests/backends/` takes `harness`, a `BackendHarness`, and runs on
    - `unsupported`: `{feature: reason}` for a contract part the platform cannot offer (see
      `FEATURES`); those tests skip with the reason. Keep it empty if at all possible.
 
-Two harnesses run today: local processes (`LocalProcessBackend`, always) and local containers
+Three harnesses run today: local processes (`LocalProcessBackend`, always), local containers
 (`LocalContainerBackend`, skipped with the reason when Docker Engine or busybox-static is
-missing).
+missing) and Vertex AI (`VertexBackend` against the emulator of tests/fakes/vertex.py, which
+runs the jobs as containers pulled from a loopback registry; skipped likewise).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ import pytest
 
 from launcher_server.aggregation import FINAL_STATES
 from launcher_server.backends.base import Backend, BackendContext
-from launcher_server.backends.local.container import LocalContainerBackend
-from launcher_server.backends.local.container_config import INSTANCE_LABEL, instance_id
+from launcher_server.backends.local.containers.backend import LocalContainerBackend
+from launcher_server.backends.local.containers.options import INSTANCE_LABEL, instance_id
 from launcher_server.backends.local.processes import LocalProcessBackend
 from launcher_server.config import DaemonConfig
 from launcher_server.job_dirs import JobDirs
@@ -67,9 +68,9 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
 
 # Fixture names of the harnesses every contract test runs with, one per backend.
-HARNESSES = ("processes_harness", "containers_harness", "kubernetes_harness")
+HARNESSES = ("processes_harness", "containers_harness", "vertex_harness", "kubernetes_harness")
 # Contract parts a harness may declare `unsupported` (with the reason).
-FEATURES = frozenset({"cancel_grace", "reattach", "logs_follow", "log_cap"})
+FEATURES = frozenset({"cancel_grace", "reattach", "logs_follow", "log_cap", "gang_outcomes"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,6 +372,82 @@ def containers_harness(state_dir: Path, sh_image: Path) -> Iterator[BackendHarne
         with contextlib.suppress(Exception):
             network.remove()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def vertex_sh_image(sh_image: Path) -> Iterator[str]:
+    """An image with entrypoint `sh -c` on a loopback registry, by digest (Vertex pulls)."""
+    from tests.vertex import registry
+
+    root = Path(tempfile.mkdtemp(prefix="xm-bk-registry-"))
+    try:
+        with registry.loopback_registry(root) as address:
+            yield registry.push_image(
+                address, "xm-contract/sh", root, entrypoint=["/bin/sh", "-c"], cmd=None
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def vertex_harness(
+    state_dir: Path, vertex_sh_image: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BackendHarness]:
+    from launcher_server.backends.vertex.backend import VertexBackend
+    from tests.fakes.vertex import FakeVertex
+
+    reference, _, digest = vertex_sh_image.partition("@")
+
+    def job(name: str, plan: JobPlan) -> pb.Job:
+        return pb.Job(
+            name=name,
+            artifact=pb.Artifact(oci_image=pb.OciImage(reference=reference, digest=digest)),
+            args=[plan.shell()],
+            executor=pb.Executor(vertex=pb.VertexExecutor()),
+        )
+
+    too_many_a100s = job("a100", JobPlan())
+    too_many_a100s.requirements.accelerator.type = "A100"
+    too_many_a100s.requirements.accelerator.count = 3
+    tarball = job("tarball", JobPlan())
+    tarball.artifact.oci_image.tarball_path = "/tmp/image.tar"
+
+    def unavailable() -> Backend:
+        # The real endpoint and no credentials anywhere.
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(state_dir / "no-key.json"))
+        config = _config(Path(tempfile.mkdtemp(prefix="xm-bk-", dir=state_dir)))
+        config = dataclasses.replace(config, vertex_project="test-project")
+        context = BackendContext(
+            report=ObservationQueue().put, job_dirs=JobDirs(config.state_dir.jobs), config=config
+        )
+        return VertexBackend(context)
+
+    with FakeVertex(queue_seconds=0.05) as emulator:
+        endpoint = f"http://{emulator.address}"
+        harness = BackendHarness(
+            name="vertex",
+            backend_class=VertexBackend,
+            config=_config(
+                state_dir,
+                vertex_project="test-project",
+                vertex_region="us-central1",
+                vertex_endpoint=endpoint,
+                vertex_logging_endpoint=endpoint,
+                vertex_poll_min_seconds=0.1,
+                vertex_poll_max_seconds=0.5,
+            ),
+            job=job,
+            invalid_jobs=[(too_many_a100s, "requirements"), (tarball, "artifact")],
+            unavailable=unavailable,
+            start_timeout=90.0,
+            unsupported={
+                "log_cap": "Cloud Logging keeps a Vertex AI job's output, not the daemon",
+                "gang_outcomes": "Vertex AI has one state per CustomJob (a work unit): when one "
+                "job fails, the others are stopped and fail with its message",
+            },
+        )
+        yield harness
+        harness.close()
 
 
 # The Kubernetes harness lives in its own module (emulator, node agent, registry).

@@ -183,6 +183,7 @@ def test_a_refused_job_started_anyway_fails_cleanly(harness: BackendHarness) -> 
 
 
 def test_a_work_units_jobs_start_together(harness: BackendHarness) -> None:
+    harness.require("gang_outcomes")
     instance = harness.build()
     names = ["chief", "worker"]
     specs = [

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from launcher_server.backends.local.container_config import INSTANCE_LABEL, instance_id
+from launcher_server.backends.local.containers.options import INSTANCE_LABEL, instance_id
 from tests.containers import images
 from tests.support.daemon import FINAL, DaemonHandle, kill_job_processes
 from xmanager.launcher.v1 import launcher_pb2 as pb

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from launcher_server import job_dirs
-from launcher_server.backends.local import container_config
-from launcher_server.backends.local.container_logs import (
+from launcher_server.backends.local.containers import options
+from launcher_server.backends.local.containers.images import ChunkReader
+from launcher_server.backends.local.containers.log_stream import (
     Cursor,
     LogCopier,
     StreamCursor,
@@ -144,8 +145,8 @@ def test_gpu_device_request_is_built_from_local_gpu() -> None:
     executor = xm_local.Local(requirements=xm.JobRequirements(local_gpu=2))
     job = _image_job(executor)
     assert job.executor.local.gpus == 2
-    kwargs = container_config.create_kwargs(
-        _spec(job), "sha256:abc", container_config.Naming("inst"), log_cap_bytes=1 << 20
+    kwargs = options.create_kwargs(
+        _spec(job), "sha256:abc", options.Naming("inst"), log_cap_bytes=1 << 20
     )
     assert kwargs["device_requests"] == [{"count": 2, "capabilities": [["gpu"]]}]
     # What docker-py sends to the engine for it: `docker run --gpus 2`.
@@ -154,10 +155,10 @@ def test_gpu_device_request_is_built_from_local_gpu() -> None:
     assert host_config["DeviceRequests"] == [
         {"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
     ]
-    no_gpu = container_config.create_kwargs(
+    no_gpu = options.create_kwargs(
         _spec(_image_job(xm_local.Local())),
         "sha256:abc",
-        container_config.Naming("inst"),
+        options.Naming("inst"),
         log_cap_bytes=1 << 20,
     )
     assert "device_requests" not in no_gpu
@@ -170,8 +171,8 @@ def test_create_options_map_the_contract_to_docker() -> None:
         )
     )
     job = _image_job(executor, args=["--lr=0.1", "two words"])
-    naming = container_config.Naming("inst")
-    kwargs = container_config.create_kwargs(
+    naming = options.Naming("inst")
+    kwargs = options.create_kwargs(
         _spec(job, peers=("trainer", "server")), "sha256:abc", naming, log_cap_bytes=64 << 20
     )
     assert kwargs["image"] == "sha256:abc"
@@ -188,13 +189,14 @@ def test_create_options_map_the_contract_to_docker() -> None:
     assert kwargs["networking_config"] == {
         "xm-inst-exp-7": {"Aliases": ["trainer"], "Links": ["xm-inst-7-3-server:server"]}
     }
-    assert kwargs["ports"] == {"8080/tcp": 18080}
+    # Loopback only unless asked (all_interfaces).
+    assert kwargs["ports"] == {"8080/tcp": ("127.0.0.1", 18080)}
     assert kwargs["volumes"] == {"/data/in": {"bind": "/in", "mode": "rw"}}
     assert kwargs["stdin_open"] is True
     assert kwargs["tty"] is True
     assert kwargs["log_config"]["type"] == "local"
     # No args: the image's own command runs.
-    plain = container_config.create_kwargs(
+    plain = options.create_kwargs(
         _spec(_image_job(xm_local.Local())), "sha256:abc", naming, log_cap_bytes=1 << 20
     )
     assert plain["command"] is None
@@ -203,16 +205,16 @@ def test_create_options_map_the_contract_to_docker() -> None:
 def test_bad_docker_options_are_refused_with_what_to_do() -> None:
     job = _image_job(xm_local.Local(docker_options=xm_local.DockerOptions(volumes={"data": "/d"})))
     with pytest.raises(ValueError, match="host path 'data' is not absolute"):
-        container_config.check_options(job)
+        options.check_options(job)
     job = _image_job(xm_local.Local(docker_options=xm_local.DockerOptions(volumes={"/d": "d"})))
     with pytest.raises(ValueError, match="container path 'd' for '/d' is not absolute"):
-        container_config.check_options(job)
+        options.check_options(job)
 
 
 def test_instance_id_is_stable_and_distinct(tmp_path: Path) -> None:
-    first = container_config.instance_id(tmp_path / "a")
-    assert first == container_config.instance_id(tmp_path / "a")
-    assert first != container_config.instance_id(tmp_path / "b")
+    first = options.instance_id(tmp_path / "a")
+    assert first == options.instance_id(tmp_path / "a")
+    assert first != options.instance_id(tmp_path / "b")
     assert len(first) == 12
 
 
@@ -323,16 +325,14 @@ def test_log_cap_applies_to_container_output(tmp_path: Path) -> None:
 
 
 def test_chunk_reader_serves_any_block_size() -> None:
-    from launcher_server.backends.local.container import _ChunkReader
-
-    reader = _ChunkReader(iter([b"abc", b"", b"defgh", b"ij"]))
+    reader = ChunkReader(iter([b"abc", b"", b"defgh", b"ij"]))
     assert [reader.read(2), reader.read(4), reader.read(100), reader.read(5)] == [
         b"ab",
         b"cdef",
         b"ghij",
         b"",
     ]
-    assert list(_ChunkReader(iter([b"x" * 5, b"y" * 3]))) == [b"xxxxxyyy"]
+    assert list(ChunkReader(iter([b"x" * 5, b"y" * 3]))) == [b"xxxxxyyy"]
 
 
 # -- packaging xm.Container --------------------------------------------------------------------
@@ -382,3 +382,46 @@ def test_container_packaging_errors_say_what_to_do(
     (tmp_path / "junk.tar").write_text("junk")
     with pytest.raises(packaging.PackagingError, match="not a readable image tarball"):
         _package("junk.tar", tmp_path, monkeypatch)
+
+
+def test_ports_bind_all_interfaces_only_on_request() -> None:
+    job = _image_job(xm_local.Local(docker_options=xm_local.DockerOptions(ports={80: 8080})))
+    naming = options.Naming("inst")
+    local = options.create_kwargs(_spec(job), "sha256:a", naming, log_cap_bytes=1 << 20)
+    assert local["ports"] == {"80/tcp": ("127.0.0.1", 8080)}
+    job.executor.local.docker_options.all_interfaces = True
+    every = options.create_kwargs(_spec(job), "sha256:a", naming, log_cap_bytes=1 << 20)
+    assert every["ports"] == {"80/tcp": 8080}
+    # What docker-py sends to the engine: HostIp 127.0.0.1, not 0.0.0.0 and [::].
+    docker_types = pytest.importorskip("docker.types")
+    host_config = docker_types.HostConfig(version="1.41", port_bindings=local["ports"])
+    assert host_config["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+
+
+@pytest.mark.parametrize(
+    "host_path",
+    [
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/var/run",
+        "/",
+        "/srv/xm-state",
+        "/srv/xm-state/jobs/1",
+        "/srv",
+        "/tmp/engine.sock",
+    ],
+)
+def test_volumes_may_not_expose_the_engine_or_the_state_directory(host_path: str) -> None:
+    docker_options = xm_local.DockerOptions(volumes={host_path: "/mnt"})
+    job = _image_job(xm_local.Local(docker_options=docker_options))
+    protected = options.protected_paths(Path("/srv/xm-state"), "unix:///tmp/engine.sock")
+    with pytest.raises(ValueError, match=r"docker_options\.volumes") as refused:
+        options.check_options(job, protected)
+    assert "mount a narrower directory" in str(refused.value)
+
+
+def test_volumes_elsewhere_are_allowed() -> None:
+    docker_options = xm_local.DockerOptions(volumes={"/srv/data": "/data", "/var/lib/x": "/x"})
+    job = _image_job(xm_local.Local(docker_options=docker_options))
+    protected = options.protected_paths(Path("/srv/xm-state"), "")
+    options.check_options(job, protected)

@@ -366,6 +366,16 @@ def test_docker_options_ports_volumes_and_tty(
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "host path 'relative/dir' is not absolute" in (refused.value.details() or "")
     assert len(list_work_units(daemon.client, experiment_id)) == 2
+
+    # The engine's socket and the state directory are not for jobs either.
+    for host in ["/var/run/docker.sock", str(daemon.state.root)]:
+        exposing = pb.DockerOptions(volumes={host: "/mnt"})
+        job = container_job("main", tarball=test_images.sh, options=exposing)
+        with pytest.raises(grpc.RpcError) as refused:
+            add_unit(daemon, experiment_id, job)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "mount a narrower directory" in (refused.value.details() or "")
+    assert len(list_work_units(daemon.client, experiment_id)) == 2
     wait_no_leftovers(docker_client, daemon.state.root)
 
 

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -135,7 +136,14 @@ def read_exited(job_dir: Path) -> Exited | None:
 
 def read_cancel_grace(job_dir: Path) -> float | None:
     data = _read(job_dir / CANCEL)
-    return float(data.get("grace_seconds", 0)) if data is not None else None
+    if data is None:
+        return None
+    try:
+        grace = float(data.get("grace_seconds", 0))
+    except (TypeError, ValueError):
+        return 0.0
+    # Whatever the file says, a timer the supervisor can hold: finite and not negative.
+    return grace if math.isfinite(grace) and grace >= 0 else 0.0
 
 
 def process_ticks(pid: int) -> int | None:

@@ -55,6 +55,7 @@ _DRAIN_SECONDS = 1.0
 # (a sweep of short jobs costs the daemon half the statuses to record).
 _START_HOLD_SECONDS = 0.01
 _DEFAULT_GRACE_SECONDS = 10.0
+_MAX_WAIT_SECONDS = 3600.0
 # Reset in every job: the supervisor ignores or handles these, a job must start with defaults.
 _DEFAULT_SIGNALS = (
     signal.SIGTERM,
@@ -195,7 +196,9 @@ class Supervisor:
             deadlines.append(next(iter(self._held.values()))[0])
         if not deadlines:
             return None
-        return max(0.0, min(deadlines) - time.monotonic())
+        # Capped: select() fails on a timeout beyond a C int of milliseconds (24.8 days), and
+        # a failing loop would lose every job; waking up early costs nothing.
+        return min(_MAX_WAIT_SECONDS, max(0.0, min(deadlines) - time.monotonic()))
 
     def _run_timers(self) -> None:
         now = time.monotonic()

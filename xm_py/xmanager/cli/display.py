@@ -141,6 +141,16 @@ def print_experiment(experiment: pb.Experiment, units: Sequence[pb.WorkUnit]) ->
                 status.reason,
             )
     out.print(table)
+    # Jobs whose logs live in a cloud console (Vertex AI): the link, unwrapped.
+    for unit in units:
+        for job in unit.jobs:
+            if job.log_location.startswith("https://"):
+                out.print(
+                    f"{unit.work_unit_id}/{job.name} console: {job.log_location}",
+                    soft_wrap=True,
+                    markup=False,
+                    highlight=False,
+                )
 
 
 def server_info(info: pb.ServerInfo, state: StateDir) -> str:

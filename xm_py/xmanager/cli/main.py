@@ -7,6 +7,8 @@
     xmanager wait EXP[/WU]
     xmanager logs EXP[/WU[/JOB]] [-f]
     xmanager cancel EXP[/WU]
+    xmanager delete EXP
+    xmanager ui [--port PORT] [--allow_remote]
     xmanager completion bash|zsh
 
 Errors are one line on stderr; the exit code is 0 on success, 1 on failure, 2 on bad usage.
@@ -198,6 +200,12 @@ _DAEMON_FLAGS: list[tuple[str, Any, str]] = [
     ("log_cap_mb", int, "Per-job log size cap in MiB."),
     ("rpc_threads", int, "Calls served at once; each watch or log follow holds one while open."),
     ("docker_host", str, "Docker Engine for container jobs (default $DOCKER_HOST or its socket)."),
+    ("vertex_project", str, "Vertex AI project (default: the environment)."),
+    ("vertex_region", str, "Vertex AI region (default: the environment)."),
+    ("vertex_endpoint", str, "Vertex AI API endpoint (http://HOST:PORT: an insecure emulator)."),
+    ("vertex_logging_endpoint", str, "Cloud Logging endpoint for Vertex AI jobs' logs."),
+    ("vertex_poll_min_seconds", float, "Vertex AI poller's shortest interval."),
+    ("vertex_poll_max_seconds", float, "Vertex AI poller's longest quiet interval."),
 ]
 DAEMON_FLAG_NAMES = tuple(name for name, _, _ in _DAEMON_FLAGS)
 
@@ -254,10 +262,11 @@ def _exec_daemon(state: StateDir, flags: Sequence[str]) -> None:
 def daemon_stop() -> None:
     """Stop the daemon gracefully (running jobs keep running and are found again)."""
     state = _state()
-    if daemon_process.stop(state):
-        click.echo("stopped")
-    else:
-        click.echo(f"not running ({state.root})")
+    try:
+        stopped = daemon_process.stop(state)
+    except (TimeoutError, OSError) as error:
+        raise CliError(f"daemon stop: {error}; see {state.log}") from None
+    click.echo("stopped" if stopped else f"not running ({state.root})")
 
 
 @daemon.command("status")
@@ -424,6 +433,48 @@ def cancel(target: str) -> None:
             ),
         ).work_unit
         click.echo(f"{experiment_id}/{work_unit_id}: {json_output.state_name(unit.status.state)}")
+
+
+@cli.command()
+@state_dir_option
+@click.argument("target", metavar="EXP")
+def delete(target: str) -> None:
+    """Delete an experiment whose work units are all final, with everything recorded about it."""
+    experiment_id, work_unit_id, _ = parse_target(target)
+    if work_unit_id is not None:
+        raise click.BadParameter("experiments are deleted whole: use EXP", param_hint="TARGET")
+    launcher = _launcher()
+    response = launcher.call(
+        launcher.stub.DeleteExperiment, pb.DeleteExperimentRequest(experiment_id=experiment_id)
+    )
+    click.echo(f"deleted experiment {experiment_id} ({response.deleted_work_units} work unit(s))")
+
+
+@cli.command()
+@state_dir_option
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="TCP port (0 picks a free one).",
+)
+@click.option(
+    "--allow_remote",
+    "--allow-remote",
+    is_flag=True,
+    help="Serve other hosts too, not only loopback (the login still protects it).",
+)
+def ui(port: int, allow_remote: bool) -> None:
+    """Serve the web dashboard; prints a one-time login URL (docs/ui.md)."""
+    try:
+        # Imported here: the web stack is only needed by this command.
+        from xmanager.ui import server  # noqa: PLC0415
+    except ImportError as error:
+        raise CliError(
+            f"the dashboard needs {error.name}: install xmanager-bazel[ui] (or ./setup.sh setup)"
+        ) from None
+    sys.exit(server.serve(state_dir=_state_dir(), port=port, allow_remote=allow_remote))
 
 
 @cli.command()

@@ -39,7 +39,8 @@ def read_pid(state: StateDir) -> int | None:
         return None
     except PermissionError:
         return pid
-    return pid
+    # A daemon killed but not yet reaped by its parent is a zombie: it serves nothing.
+    return pid if alive(pid) else None
 
 
 def status(state: StateDir) -> DaemonStatus:
@@ -76,7 +77,10 @@ def start_detached(state: StateDir, flags: Sequence[str] = (), *, timeout: float
     of the daemon's log when it exits or does not become ready in time.
     """
     state.create()
-    log = state.log.open("ab")
+    # Private like everything in the state directory (the daemon tightens older files).
+    log = open(  # noqa: SIM115  # closed once the daemon holds it
+        os.open(state.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab"
+    )
     log_start = log.tell()  # this start's own lines begin here
     command = daemon_command(state, flags)
     env = {k: v for k, v in os.environ.items() if k not in _BAZEL_PYTHON_ENV}
@@ -152,7 +156,10 @@ def stop(state: StateDir, *, timeout: float = 30.0) -> bool:
         if not alive(pid):
             return True
         time.sleep(0.02)
-    raise TimeoutError(f"the launcher daemon (pid {pid}) did not stop within {timeout:.0f} s")
+    raise TimeoutError(
+        f"the launcher daemon (pid {pid}) did not stop within {timeout:.0f} s; `kill -9 {pid}` "
+        "ends it (its jobs keep running)"
+    )
 
 
 def alive(pid: int) -> bool:

@@ -1,1 +1,1 @@
-"""Helpers built on the launch-script API, as in XManager's `xmanager.contrib`."""
+"""XManager's contributed helpers that concern this launcher's executors."""

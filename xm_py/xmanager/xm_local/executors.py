@@ -102,8 +102,11 @@ class TensorboardCapability:
     """Stream a Vertex AI job's TensorBoard logs to a TensorBoard instance.
 
     Attributes:
-      name: the TensorBoard instance's resource name.
-      base_output_directory: where the job writes (a gs:// path).
+      name: the TensorBoard instance's resource name
+        (projects/P/locations/L/tensorboards/ID).
+      base_output_directory: the job's base output directory (gs://bucket/dir; a bare
+        "bucket/dir" gets gs:// prepended); TensorBoard reads its logs/ subdirectory. None uses
+        the root of $GOOGLE_CLOUD_BUCKET_NAME, as XManager does.
     """
 
     name: str
@@ -135,7 +138,15 @@ class VertexSpec(xm.ExecutorSpec):
 
 @dataclasses.dataclass
 class Vertex(xm.Executor):
-    """Run as a Vertex AI CustomJob; accelerators and replicas come from `requirements`."""
+    """Run as a Vertex AI CustomJob; accelerators and replicas come from `requirements`.
+
+    `requirements` and `tensorboard` are XManager's fields. The others are this launcher's
+    additions (keyword-only in practice; None lets the daemon decide): `machine_type` pins the
+    machine (it must carry the requested accelerator), `service_account`, `output_directory`
+    (base output directory when no TensorBoard gives one), `endpoint` (the Vertex API endpoint)
+    and `region`. The project and region default to `xmanager.cloud.vertex`'s default client
+    when a script set one, else to the daemon's settings.
+    """
 
     requirements: xm.JobRequirements = dataclasses.field(default_factory=xm.JobRequirements)
     tensorboard: TensorboardCapability | None = None

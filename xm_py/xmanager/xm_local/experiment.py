@@ -95,7 +95,7 @@ class LocalExperiment(xm.Experiment):
         if is_exit_abrupt:
             return
         units: list[LocalWorkUnit | LocalAuxiliaryUnit] = [*self._units.values(), *self._auxiliary]
-        launched = [unit for unit in units if unit.launched]
+        launched = [unit for unit in units if unit.launched and unit.has_local_jobs]
         if not launched:
             return
         ids = [unit.work_unit_id for unit in launched]
@@ -256,6 +256,9 @@ class _DaemonUnit(xm.ExperimentUnit):
         self._launch_error: BaseException | None = None
         # Whether the daemon has recorded the unit (only then is there something to wait for).
         self.launched = False
+        # Whether it has jobs on the daemon's machine: as in XManager, leaving the experiment's
+        # context waits for those only (Vertex AI and Kubernetes jobs keep running on their own).
+        self.has_local_jobs = False
 
     @property
     def work_unit_id(self) -> int:
@@ -304,6 +307,9 @@ class _DaemonUnit(xm.ExperimentUnit):
                 request.launch_context_digest = experiment.launch_context_digest()
             unit = await asyncio.wrap_future(experiment.submitter.submit(request))
             self.launched = True
+            self.has_local_jobs = any(
+                isinstance(job.executor, executors.Local) for job in jobs.values()
+            )
             experiment.watcher.observe(unit)
             echoed = [
                 name

@@ -67,20 +67,7 @@ def executor_to_proto(executor: xm.Executor) -> pb.Executor:
         local.gpus = int(local_gpus or 0)
         return pb.Executor(local=local)
     if isinstance(executor, executors.Vertex):
-        vertex = pb.VertexExecutor(
-            region=executor.region or "",
-            machine_type=executor.machine_type or "",
-            service_account=executor.service_account or "",
-            output_directory=executor.output_directory or "",
-            api_endpoint=executor.endpoint or "",
-            tensorboard=executor.tensorboard.name if executor.tensorboard else "",
-            replica_count=executor.requirements.replicas or 0,
-        )
-        accelerator = executor.requirements.accelerator
-        if accelerator is not None:
-            vertex.accelerator_type = accelerator.info.vertex_name or accelerator.name
-            vertex.accelerator_count = int(executor.requirements.resources[accelerator])
-        return pb.Executor(vertex=vertex)
+        return pb.Executor(vertex=_vertex_to_proto(executor))
     if isinstance(executor, executors.Kubernetes):
         kubernetes = pb.KubernetesExecutor(
             namespace=executor.namespace,
@@ -109,6 +96,35 @@ def executor_to_proto(executor: xm.Executor) -> pb.Executor:
         f"unsupported executor {type(executor).__name__}: use xm_local.Local, xm_local.Vertex "
         "or xm_local.Kubernetes"
     )
+
+
+def _vertex_to_proto(executor: executors.Vertex) -> pb.VertexExecutor:
+    # Project and region from a client the script set with xmanager.cloud.vertex's
+    # set_default_client (imported only when a script imported it); else the daemon's defaults.
+    import sys  # noqa: PLC0415
+
+    cloud_vertex = sys.modules.get("xmanager.cloud.vertex")
+    client = cloud_vertex.configured_client() if cloud_vertex is not None else None
+    output_directory = executor.output_directory or ""
+    if executor.tensorboard is not None:
+        from xmanager.cloud import vertex as cloud  # noqa: PLC0415
+
+        _, output_directory = cloud.tensorboard_settings([executor])
+    vertex = pb.VertexExecutor(
+        project=(client.project or "") if client is not None else "",
+        region=executor.region or (client.location if client is not None else ""),
+        machine_type=executor.machine_type or "",
+        service_account=executor.service_account or "",
+        output_directory=output_directory,
+        api_endpoint=executor.endpoint or "",
+        tensorboard=executor.tensorboard.name if executor.tensorboard else "",
+        replica_count=executor.requirements.replicas or 0,
+    )
+    accelerator = executor.requirements.accelerator
+    if accelerator is not None:
+        vertex.accelerator_type = accelerator.info.vertex_name or accelerator.name
+        vertex.accelerator_count = int(executor.requirements.resources[accelerator])
+    return vertex
 
 
 def requirements_to_proto(requirements: xm.JobRequirements) -> pb.ResourceRequirements:

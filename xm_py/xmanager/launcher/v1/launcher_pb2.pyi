@@ -209,7 +209,7 @@ class Artifact(_message.Message):
     def __init__(self, local_binary: _Optional[_Union[LocalBinary, _Mapping]] = ..., oci_image: _Optional[_Union[OciImage, _Mapping]] = ..., bazel_label: _Optional[str] = ...) -> None: ...
 
 class DockerOptions(_message.Message):
-    __slots__ = ("ports", "volumes", "interactive")
+    __slots__ = ("ports", "volumes", "interactive", "all_interfaces")
     class PortsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -227,10 +227,12 @@ class DockerOptions(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     INTERACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ALL_INTERFACES_FIELD_NUMBER: _ClassVar[int]
     ports: _containers.ScalarMap[int, int]
     volumes: _containers.ScalarMap[str, str]
     interactive: bool
-    def __init__(self, ports: _Optional[_Mapping[int, int]] = ..., volumes: _Optional[_Mapping[str, str]] = ..., interactive: _Optional[bool] = ...) -> None: ...
+    all_interfaces: bool
+    def __init__(self, ports: _Optional[_Mapping[int, int]] = ..., volumes: _Optional[_Mapping[str, str]] = ..., interactive: _Optional[bool] = ..., all_interfaces: _Optional[bool] = ...) -> None: ...
 
 class LocalExecutor(_message.Message):
     __slots__ = ("docker_options", "gpus", "stream_output", "clean_environment")
@@ -581,6 +583,18 @@ class CancelExperimentResponse(_message.Message):
     CANCELLED_WORK_UNITS_FIELD_NUMBER: _ClassVar[int]
     cancelled_work_units: int
     def __init__(self, cancelled_work_units: _Optional[int] = ...) -> None: ...
+
+class DeleteExperimentRequest(_message.Message):
+    __slots__ = ("experiment_id",)
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: int
+    def __init__(self, experiment_id: _Optional[int] = ...) -> None: ...
+
+class DeleteExperimentResponse(_message.Message):
+    __slots__ = ("deleted_work_units",)
+    DELETED_WORK_UNITS_FIELD_NUMBER: _ClassVar[int]
+    deleted_work_units: int
+    def __init__(self, deleted_work_units: _Optional[int] = ...) -> None: ...
 
 class GetServerInfoRequest(_message.Message):
     __slots__ = ()

@@ -32,7 +32,10 @@ class LauncherStub:
 
     The launcher daemon. Errors use gRPC status codes: INVALID_ARGUMENT (the message names the
     bad field), NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION (e.g. a backend not available),
-    UNAUTHENTICATED (TCP without the bearer token), UNAVAILABLE (shutting down; retry).
+    UNAUTHENTICATED (TCP without the bearer token), UNAVAILABLE (shutting down; retry),
+    OUT_OF_RANGE (a resume point beyond the last event). Every string must be valid UTF-8 without
+    NUL characters and within its documented length (docs/daemon.md, "Limits"); ids are at most
+    2^53. List responses hold at most `page_size` items and about 4 MiB.
     """
 
     def __init__(self, channel):
@@ -101,6 +104,11 @@ class LauncherStub:
                 request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.CancelExperimentRequest.SerializeToString,
                 response_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.CancelExperimentResponse.FromString,
                 _registered_method=True)
+        self.DeleteExperiment = channel.unary_unary(
+                '/xmanager.launcher.v1.Launcher/DeleteExperiment',
+                request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.DeleteExperimentRequest.SerializeToString,
+                response_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.DeleteExperimentResponse.FromString,
+                _registered_method=True)
         self.GetServerInfo = channel.unary_unary(
                 '/xmanager.launcher.v1.Launcher/GetServerInfo',
                 request_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.GetServerInfoRequest.SerializeToString,
@@ -115,7 +123,10 @@ class LauncherServicer:
 
     The launcher daemon. Errors use gRPC status codes: INVALID_ARGUMENT (the message names the
     bad field), NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION (e.g. a backend not available),
-    UNAUTHENTICATED (TCP without the bearer token), UNAVAILABLE (shutting down; retry).
+    UNAUTHENTICATED (TCP without the bearer token), UNAVAILABLE (shutting down; retry),
+    OUT_OF_RANGE (a resume point beyond the last event). Every string must be valid UTF-8 without
+    NUL characters and within its documented length (docs/daemon.md, "Limits"); ids are at most
+    2^53. List responses hold at most `page_size` items and about 4 MiB.
     """
 
     def CreateExperiment(self, request, context):
@@ -206,6 +217,13 @@ class LauncherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteExperiment(self, request, context):
+        """Deletes an experiment whose work units are all final, with everything recorded about it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetServerInfo(self, request, context):
         """The daemon's version, backends and capabilities (clients check versions with it).
         """
@@ -276,6 +294,11 @@ def add_LauncherServicer_to_server(servicer, server):
                     request_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.CancelExperimentRequest.FromString,
                     response_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.CancelExperimentResponse.SerializeToString,
             ),
+            'DeleteExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExperiment,
+                    request_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.DeleteExperimentRequest.FromString,
+                    response_serializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.DeleteExperimentResponse.SerializeToString,
+            ),
             'GetServerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetServerInfo,
                     request_deserializer=xmanager_dot_launcher_dot_v1_dot_launcher__pb2.GetServerInfoRequest.FromString,
@@ -296,7 +319,10 @@ class Launcher:
 
     The launcher daemon. Errors use gRPC status codes: INVALID_ARGUMENT (the message names the
     bad field), NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION (e.g. a backend not available),
-    UNAUTHENTICATED (TCP without the bearer token), UNAVAILABLE (shutting down; retry).
+    UNAUTHENTICATED (TCP without the bearer token), UNAVAILABLE (shutting down; retry),
+    OUT_OF_RANGE (a resume point beyond the last event). Every string must be valid UTF-8 without
+    NUL characters and within its documented length (docs/daemon.md, "Limits"); ids are at most
+    2^53. List responses hold at most `page_size` items and about 4 MiB.
     """
 
     @staticmethod
@@ -613,6 +639,33 @@ class Launcher:
             '/xmanager.launcher.v1.Launcher/CancelExperiment',
             xmanager_dot_launcher_dot_v1_dot_launcher__pb2.CancelExperimentRequest.SerializeToString,
             xmanager_dot_launcher_dot_v1_dot_launcher__pb2.CancelExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xmanager.launcher.v1.Launcher/DeleteExperiment',
+            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.DeleteExperimentRequest.SerializeToString,
+            xmanager_dot_launcher_dot_v1_dot_launcher__pb2.DeleteExperimentResponse.FromString,
             options,
             channel_credentials,
             insecure,

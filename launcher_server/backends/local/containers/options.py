@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,13 @@ class Naming:
             return None
 
 
-def check_options(job: pb.Job) -> None:
-    """Raises ValueError naming the bad option, before anything is created."""
+def check_options(job: pb.Job, protected: Sequence[Path] = ()) -> None:
+    """Raises ValueError naming the bad option, before anything is created.
+
+    `protected`: host paths no volume may expose (the engine's socket, which is root on the
+    host, and the daemon's state directory): neither they, nor what is in them, nor a
+    directory that contains them.
+    """
     if job.artifact.WhichOneof("kind") != "oci_image":
         raise ValueError("the local container backend runs OCI images (artifact.oci_image) only")
     if job.executor.WhichOneof("kind") != "local":
@@ -106,6 +112,7 @@ def check_options(job: pb.Job) -> None:
                 f"docker_options.volumes: host path {host_path!r} is not absolute; give an "
                 "absolute path (Docker would take a relative one for a named volume)"
             )
+        _check_not_protected(host_path, protected)
         if not container_path.startswith("/"):
             raise ValueError(
                 f"docker_options.volumes: container path {container_path!r} for {host_path!r} "
@@ -113,6 +120,26 @@ def check_options(job: pb.Job) -> None:
             )
     if local.gpus < 0:
         raise ValueError(f"executor.local.gpus is {local.gpus}; give 0 or more")
+
+
+def _check_not_protected(host_path: str, protected: Sequence[Path]) -> None:
+    resolved = Path(os.path.realpath(host_path))
+    for given in protected:
+        path = Path(os.path.realpath(given))
+        if resolved == path or resolved in path.parents or path in resolved.parents:
+            raise ValueError(
+                f"docker_options.volumes: host path {host_path!r} would give the container "
+                f"{path} (the container engine's socket or the launcher's state directory, "
+                "which control this machine and the launcher); mount a narrower directory"
+            )
+
+
+def protected_paths(state_root: Path, docker_host: str) -> list[Path]:
+    """What no container volume may expose: the state directory and the engine's socket."""
+    paths = [state_root, Path("/var/run/docker.sock"), Path("/run/docker.sock")]
+    if docker_host.startswith("unix://"):
+        paths.append(Path(docker_host.removeprefix("unix://")))
+    return paths
 
 
 def device_requests(gpus: int) -> list[dict[str, Any]]:
@@ -154,7 +181,11 @@ def create_kwargs(
         },
     }
     if options.ports:
-        kwargs["ports"] = {f"{port}/tcp": host for port, host in sorted(options.ports.items())}
+        # Loopback unless asked: a job's port is not for the whole network by default.
+        kwargs["ports"] = {
+            f"{port}/tcp": host if options.all_interfaces else ("127.0.0.1", host)
+            for port, host in sorted(options.ports.items())
+        }
     if options.volumes:
         kwargs["volumes"] = {
             host: {"bind": path, "mode": "rw"} for host, path in sorted(options.volumes.items())

@@ -1,0 +1,82 @@
+"""What Vertex AI checks in a CreateCustomJob request, as the emulator enforces it.
+
+Each check returns the problem (Vertex's INVALID_ARGUMENT message) or None.
+"""
+
+from __future__ import annotations
+
+import re
+
+from google.cloud import aiplatform_v1 as aip
+
+from xmanager.cloud import vertex_machines as machines
+
+PARENT = re.compile(
+    r"projects/([a-z0-9][a-z0-9-]{0,61}[a-z0-9]|[0-9]+)/locations/([a-z]+-[a-z]+[0-9]+)"
+)
+JOB_NAME = re.compile(PARENT.pattern + r"/customJobs/([0-9]+)")
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+MAX_LABELS = 64
+MAX_POOLS = 4
+MAX_DISPLAY_NAME = 128
+
+
+def check_labels(labels: dict[str, str]) -> str | None:
+    if len(labels) > MAX_LABELS:
+        return f"custom_job.labels: at most {MAX_LABELS} labels, got {len(labels)}"
+    for key, value in labels.items():
+        if not LABEL_KEY.fullmatch(key):
+            return (
+                f"custom_job.labels: invalid key {key!r}: 1-63 characters, lowercase letters, "
+                "digits, '_' and '-', starting with a letter"
+            )
+        if not LABEL_VALUE.fullmatch(value):
+            return (
+                f"custom_job.labels[{key!r}]: invalid value {value!r}: at most 63 characters, "
+                "lowercase letters, digits, '_' and '-'"
+            )
+    return None
+
+
+def check_custom_job(parent: str, job: aip.CustomJob) -> str | None:
+    if not PARENT.fullmatch(parent):
+        return f"parent: {parent!r} is not projects/PROJECT/locations/LOCATION"
+    if not job.display_name:
+        return "custom_job.display_name is required"
+    if len(job.display_name) > MAX_DISPLAY_NAME:
+        return f"custom_job.display_name: at most {MAX_DISPLAY_NAME} characters"
+    problem = check_labels(dict(job.labels))
+    if problem:
+        return problem
+    pools = list(job.job_spec.worker_pool_specs)
+    if not pools:
+        return "custom_job.job_spec.worker_pool_specs is required"
+    if len(pools) > MAX_POOLS:
+        return f"custom_job.job_spec.worker_pool_specs: at most {MAX_POOLS} worker pools"
+    for i, pool in enumerate(pools):
+        field = f"custom_job.job_spec.worker_pool_specs[{i}]"
+        if i == 0 and pool.replica_count != 1:
+            return f"{field}.replica_count: the first worker pool (the chief) must have 1 replica"
+        if pool.replica_count < 1:
+            return f"{field}.replica_count must be positive"
+        if not pool.container_spec.image_uri:
+            return f"{field}.container_spec.image_uri is required"
+        spec = pool.machine_spec
+        if not spec.machine_type:
+            return f"{field}.machine_spec.machine_type is required"
+        accelerator = aip.AcceleratorType(spec.accelerator_type).name
+        problem = machines.check_pair(
+            spec.machine_type, accelerator, spec.accelerator_count, spec.tpu_topology
+        )
+        if problem:
+            return f"{field}.machine_spec: {problem}"
+        for variable in pool.container_spec.env:
+            if not variable.name:
+                return f"{field}.container_spec.env: a variable has no name"
+    output = job.job_spec.base_output_directory.output_uri_prefix
+    if output and not output.startswith("gs://"):
+        return "custom_job.job_spec.base_output_directory.output_uri_prefix must start with gs://"
+    if job.job_spec.tensorboard and not output:
+        return "custom_job.job_spec.tensorboard needs base_output_directory"
+    return None
