@@ -5,7 +5,6 @@ fetched once, while the API server still has them."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -21,6 +20,8 @@ from launcher_server.logs import JobDirLogSource, LogRead, LogSource
 
 _log = logging.getLogger(__name__)
 Obj = Mapping[str, Any]
+# Which pods' streams were copied whole, one "UID STREAM" line each.
+COPIED = "kubernetes-logs-copied"
 # The job directory's log files and the pod log API's `stream` option for each.
 _STREAMS = {"output": "All", "stdout": "Stdout", "stderr": "Stderr"}
 
@@ -56,7 +57,6 @@ class LogCollector:
         self._outputs: dict[tuple[JobKey, str], _Output] = {}
         self._started: set[str] = set()  # pod uids being (or already) captured
         self._fetches: dict[JobKey, list[threading.Thread]] = {}  # one-off copies under way
-        self._fresh: set[JobKey] = set()  # jobs whose files this daemon has started over
 
     def _output(self, key: JobKey, stream: str) -> _Output:
         with self._lock:
@@ -78,7 +78,7 @@ class LogCollector:
         self, key: JobKey, core: Any, pods: Sequence[Obj], replicas: int, *, follow: bool
     ) -> None:
         """Starts copying each pod's log not yet captured (following it, or all at once)."""
-        self._fresh_start(key, pods)
+        copied = self._copied(key)
         for pod in pods:
             status = pod.get("status") or {}
             waiting = not status.get("containerStatuses") or all(
@@ -88,7 +88,10 @@ class LogCollector:
                 continue
             prefix = f"[{states.replica(pod)}] ".encode() if replicas > 1 else b""
             # Interleaved output, and each stream alone (the API's `stream` log option).
+            uid = str(pod["metadata"]["uid"])
             for stream in _STREAMS:
+                if f"{uid} {stream}" in copied:
+                    continue  # copied to its end before (a previous daemon)
                 thread = threading.Thread(
                     target=self._copy,
                     args=(key, core, pod, prefix, follow, stream),
@@ -102,18 +105,12 @@ class LogCollector:
                         self._fetches.setdefault(key, []).append(thread)
                     thread.start()
 
-    def _fresh_start(self, key: JobKey, pods: Sequence[Obj]) -> None:
-        """The first copy of a job's logs in this daemon starts the files over from the pods'
-        complete logs: a copy cut by a restart would otherwise repeat its first part. Without
-        pods to copy from, what was copied before stays."""
-        with self._lock:
-            if key in self._fresh or not pods:
-                return
-            self._fresh.add(key)
-        directory = self._job_dirs.path(key)
-        for name in [*LOGS.values(), TRUNCATED]:
-            with contextlib.suppress(FileNotFoundError):
-                (directory / name).unlink()
+    def _copied(self, key: JobKey) -> set[str]:
+        try:
+            text = (self._job_dirs.path(key) / COPIED).read_text()
+        except FileNotFoundError:
+            return set()
+        return set(text.splitlines())
 
     def wait(self, key: JobKey, timeout: float) -> None:
         """Waits for the one-off copies of a finished job's logs, so a read sees them."""
@@ -148,6 +145,11 @@ class LogCollector:
             if pending:
                 output.write(_prefixed(pending, prefix))
             response.release_conn()
+            # Whole: a later daemon must not copy it again.
+            directory = self._job_dirs.path(key)
+            directory.mkdir(parents=True, exist_ok=True)
+            with self._lock, open(directory / COPIED, "a") as marker:
+                marker.write(f"{meta['uid']} {stream}\n")
         except Exception as error:  # a pod gone with its logs: nothing to keep
             _log.info("logs of %s from pod %s: %s", key, meta.get("name"), error)
 
