@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher_server.backends.kubernetes import names
+from xmanager.launcher import kubernetes_names as names
 
 
 @pytest.mark.parametrize(

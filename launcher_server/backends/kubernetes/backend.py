@@ -27,12 +27,13 @@ from launcher_server.backends.base import (
     BackendContext,
     BackendUnavailableError,
 )
-from launcher_server.backends.kubernetes import checks, client, manifests, names, states
+from launcher_server.backends.kubernetes import checks, client, manifests, states
 from launcher_server.backends.kubernetes.logs import LogCollector
 from launcher_server.backends.kubernetes.watcher import Watch
 from launcher_server.errors import InvalidArgumentError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec
 from launcher_server.logs import LogSource
+from xmanager.launcher import kubernetes_names as names
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)

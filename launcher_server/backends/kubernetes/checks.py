@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from launcher_server.backends.kubernetes import manifests, names
+from launcher_server.backends.kubernetes import manifests
 from launcher_server.errors import InvalidArgumentError
+from xmanager.launcher import kubernetes_names as names
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _OPERATORS = ("", "Exists", "Equal")

@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from launcher_server.backends.kubernetes import names, states
+from launcher_server.backends.kubernetes import states
 from launcher_server.job_dirs import LOGS, TRUNCATED, JobDirs
 from launcher_server.jobs import JobKey
 from launcher_server.logs import JobDirLogSource, LogRead, LogSource
+from xmanager.launcher import kubernetes_names as names
 
 _log = logging.getLogger(__name__)
 Obj = Mapping[str, Any]

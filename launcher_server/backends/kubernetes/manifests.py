@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from launcher_server.backends.kubernetes import names
+from xmanager.launcher import kubernetes_names as names
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 GKE = "GKE"

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from launcher_server.backends.kubernetes import names
 from launcher_server.jobs import JobKey, JobObservation
+from xmanager.launcher import kubernetes_names as names
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 Obj = Mapping[str, Any]

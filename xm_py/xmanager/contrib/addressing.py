@@ -6,7 +6,7 @@ Service; these are the names the launcher's Kubernetes backend gives (docs/kuber
 
 from __future__ import annotations
 
-from launcher_server.backends.kubernetes import names
+from xmanager.launcher import kubernetes_names as names
 
 DEFAULT_PORT = 2222
 
