@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -55,9 +54,9 @@ def _duration(status: pb.JobStatus) -> str:
 
 
 def console() -> Console:
-    """A console for stdout; piped output is not cut to 80 columns (tables stay whole)."""
-    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(width=250 if wide else None)
+    """A console for stdout; piped output is not cut to the terminal's width (tables stay
+    whole for grep and less; `--json` is the format for programs)."""
+    return Console(width=None if sys.stdout.isatty() else 250)
 
 
 def counts_summary(counts: dict[int, int] | Iterable[tuple[int, int]]) -> str:
@@ -121,10 +120,11 @@ def print_experiment(experiment: pb.Experiment, units: Sequence[pb.WorkUnit]) ->
     arg_names = sorted({name for args in unit_args.values() for name in args})
     table = Table()
     table.add_column("WU", justify="right")
+    # A narrow terminal wraps cells rather than cutting them: ids and names stay whole.
     for name in arg_names:
-        table.add_column(name, style="bold")
+        table.add_column(name, style="bold", overflow="fold")
     for column in ("Job", "Status", "Exit", "Duration", "Artifact", "Reason"):
-        table.add_column(column, justify="right" if column == "Exit" else "left")
+        table.add_column(column, justify="right" if column == "Exit" else "left", overflow="fold")
     for unit in units:
         args = unit_args[unit.work_unit_id]
         for i, job in enumerate(unit.jobs):

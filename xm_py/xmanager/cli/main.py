@@ -206,6 +206,8 @@ _DAEMON_FLAGS: list[tuple[str, Any, str]] = [
     ("vertex_logging_endpoint", str, "Cloud Logging endpoint for Vertex AI jobs' logs."),
     ("vertex_poll_min_seconds", float, "Vertex AI poller's shortest interval."),
     ("vertex_poll_max_seconds", float, "Vertex AI poller's longest quiet interval."),
+    ("kubeconfig", str, "kubeconfig for Kubernetes jobs (default $KUBECONFIG or ~/.kube/config)."),
+    ("kubernetes_context", str, "kubeconfig context for Kubernetes jobs naming none."),
 ]
 DAEMON_FLAG_NAMES = tuple(name for name, _, _ in _DAEMON_FLAGS)
 
