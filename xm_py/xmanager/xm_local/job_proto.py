@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from xmanager import xm
 from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
@@ -50,52 +52,64 @@ def artifact_to_proto(executable: xm.Executable) -> pb.Artifact:
     )
 
 
+@functools.singledispatch
 def executor_to_proto(executor: xm.Executor) -> pb.Executor:
-    if isinstance(executor, executors.Local):
-        local = pb.LocalExecutor(
-            stream_output=executor.experimental_stream_output,
-            clean_environment=executor.clean_environment,
-        )
-        options = executor.docker_options
-        if options is not None:
-            local.docker_options.CopyFrom(
-                pb.DockerOptions(
-                    ports=options.ports, volumes=options.volumes, interactive=options.interactive
-                )
-            )
-        local_gpus = executor.requirements.resources.get(resources.ResourceType.LOCAL_GPU)
-        local.gpus = int(local_gpus or 0)
-        return pb.Executor(local=local)
-    if isinstance(executor, executors.Vertex):
-        return pb.Executor(vertex=_vertex_to_proto(executor))
-    if isinstance(executor, executors.Kubernetes):
-        kubernetes = pb.KubernetesExecutor(
-            namespace=executor.namespace,
-            context=executor.context or "",
-            service_account=executor.service_account or "",
-            node_selector=executor.node_selector,
-            priority_class=executor.priority_class or "",
-            image_pull_secrets=executor.image_pull_secrets,
-            active_deadline_seconds=executor.active_deadline_seconds or 0,
-            cloud_provider=executor.cloud_provider or "",
-            backoff_limit=executor.backoff_limit,
-            tpu_runtime_version=(
-                executor.tpu_capability.tpu_runtime_version if executor.tpu_capability else ""
-            ),
-        )
-        for toleration in executor.tolerations:
-            kubernetes.tolerations.add(
-                key=str(toleration.get("key", "")),
-                operator=str(toleration.get("operator", "")),
-                value=str(toleration.get("value", "")),
-                effect=str(toleration.get("effect", "")),
-                toleration_seconds=int(toleration.get("tolerationSeconds", 0) or 0),
-            )
-        return pb.Executor(kubernetes=kubernetes)
+    """The contract's form of an executor. Each executor kind registers its own conversion
+    (`@executor_to_proto.register`), so adding one touches no other."""
     raise TypeError(
         f"unsupported executor {type(executor).__name__}: use xm_local.Local, xm_local.Vertex "
         "or xm_local.Kubernetes"
     )
+
+
+@executor_to_proto.register
+def _local_to_proto(executor: executors.Local) -> pb.Executor:
+    local = pb.LocalExecutor(
+        stream_output=executor.experimental_stream_output,
+        clean_environment=executor.clean_environment,
+    )
+    options = executor.docker_options
+    if options is not None:
+        local.docker_options.CopyFrom(
+            pb.DockerOptions(
+                ports=options.ports, volumes=options.volumes, interactive=options.interactive
+            )
+        )
+    local_gpus = executor.requirements.resources.get(resources.ResourceType.LOCAL_GPU)
+    local.gpus = int(local_gpus or 0)
+    return pb.Executor(local=local)
+
+
+@executor_to_proto.register
+def _kubernetes_to_proto(executor: executors.Kubernetes) -> pb.Executor:
+    kubernetes = pb.KubernetesExecutor(
+        namespace=executor.namespace,
+        context=executor.context or "",
+        service_account=executor.service_account or "",
+        node_selector=executor.node_selector,
+        priority_class=executor.priority_class or "",
+        image_pull_secrets=executor.image_pull_secrets,
+        active_deadline_seconds=executor.active_deadline_seconds or 0,
+        cloud_provider=executor.cloud_provider or "",
+        backoff_limit=executor.backoff_limit,
+        tpu_runtime_version=(
+            executor.tpu_capability.tpu_runtime_version if executor.tpu_capability else ""
+        ),
+    )
+    for toleration in executor.tolerations:
+        kubernetes.tolerations.add(
+            key=str(toleration.get("key", "")),
+            operator=str(toleration.get("operator", "")),
+            value=str(toleration.get("value", "")),
+            effect=str(toleration.get("effect", "")),
+            toleration_seconds=int(toleration.get("tolerationSeconds", 0) or 0),
+        )
+    return pb.Executor(kubernetes=kubernetes)
+
+
+@executor_to_proto.register
+def _vertex_executor_to_proto(executor: executors.Vertex) -> pb.Executor:
+    return pb.Executor(vertex=_vertex_to_proto(executor))
 
 
 def _vertex_to_proto(executor: executors.Vertex) -> pb.VertexExecutor:
