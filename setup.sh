@@ -275,7 +275,7 @@ run_tests() {
   # shellcheck disable=SC2046
   bazel test $(bazel_flags) //...
   step "pytest"
-  "$py" -m pytest -p no:cacheprovider "$@"
+  "$py" -m pytest -p no:cacheprovider --durations=15 "$@"
 }
 
 run_main() {

@@ -154,11 +154,12 @@ def _supervisors(state: Path) -> list[int]:
 
 
 def _run_iteration(
-    state: Path, db_flags: list[str], seed: int, killer: str
+    state: Path, work: Path, db_flags: list[str], seed: int, killer: str
 ) -> tuple[collections.Counter[int], list[pb.WorkUnit], int]:
     rng = random.Random(seed)
-    job = make_executable(state / "job.sh", JOB)
-    starts = state / f"starts-{seed}"
+    # Outside the state directory, which the daemon keeps private (0600 files).
+    job = make_executable(work / "job.sh", JOB)
+    starts = work / f"starts-{seed}"
     daemon = DaemonHandle(state, [*FLAGS, *db_flags])
     daemon.start()
     experiment = daemon.client.stub.CreateExperiment(
@@ -227,12 +228,12 @@ def _submit_with_client_kills(
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("killer", ["daemon", "supervisor", "client"])
 def test_crash_loops_lose_nothing_and_start_nothing_twice(
-    state: Path, db_flags: list[str], killer: str
+    state: Path, tmp_path: Path, db_flags: list[str], killer: str
 ) -> None:
     total_kills = 0
     for iteration in range(ITERATIONS):
         seed = iteration * 1000 + hash(killer) % 1000
-        starts, units, kills = _run_iteration(state, db_flags, seed, killer)
+        starts, units, kills = _run_iteration(state, tmp_path, db_flags, seed, killer)
         total_kills += kills
         assert len(units) == UNITS
         duplicated = {unit: n for unit, n in starts.items() if n > 1}
