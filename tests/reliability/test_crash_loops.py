@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.daemon.conftest import _state_dir
+from tests.reliability.conftest import temporary_state_dir as _state_dir
 from tests.support.daemon import DaemonHandle, list_work_units, local_job, make_executable
 from tests.support.postgres import PostgresServer
 from xmanager.launcher.v1 import launcher_pb2 as pb
