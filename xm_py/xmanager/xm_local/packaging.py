@@ -63,6 +63,19 @@ def _binary_artifact(
     )
 
 
+def _image_artifact(
+    name: str, packageable: xm.Packageable, path: Path, digest: str
+) -> xm.ImageArtifact:
+    """An image tarball on this machine, with the packageable's args and env_vars."""
+    return xm.ImageArtifact(
+        name=name,
+        image_path=str(path),
+        digest=digest,
+        args=packageable.args,
+        env_vars=dict(packageable.env_vars),
+    )
+
+
 def package(packageables: Sequence[xm.Packageable]) -> list[xm.Executable]:
     """Packages each packageable; Bazel labels come from the xm_launch manifest under
     `bazel run`, else are built together in one `bazel build`."""
@@ -114,40 +127,20 @@ def _package_one(
                     f"image tarball {entry.path} of {spec.label} does not exist; build the "
                     f"launcher again (`bazel run {manifest.launcher}`)"
                 )
-            return xm.ImageArtifact(
-                name=spec.name,
-                image_path=str(entry.path),
-                digest=entry.digest,
-                args=packageable.args,
-                env_vars=dict(packageable.env_vars),
-            )
+            return _image_artifact(spec.name, packageable, entry.path, entry.digest)
         tarballs = [p for p in built[spec.label] if p.name.endswith(".tar")]
         if not tarballs:
             raise PackagingError(f"{spec.label} built no image tarball (*.tar)")
-        return xm.ImageArtifact(
-            name=spec.name,
-            image_path=str(tarballs[0]),
-            digest=image_tarball_digest(tarballs[0]),
-            args=packageable.args,
-            env_vars=dict(packageable.env_vars),
+        return _image_artifact(
+            spec.name, packageable, tarballs[0], image_tarball_digest(tarballs[0])
         )
     if isinstance(spec, xm.PythonContainer):
         image = python_image.build(spec)
-        return xm.ImageArtifact(
-            name=spec.name,
-            image_path=str(image.path),
-            digest=image.digest,
-            args=packageable.args,
-            env_vars=dict(packageable.env_vars),
-        )
+        return _image_artifact(spec.name, packageable, image.path, image.digest)
     if isinstance(spec, xm.Dockerfile):
         dockerfile_built = dockerfile_image.build(spec)
-        return xm.ImageArtifact(
-            name=spec.name,
-            image_path=str(dockerfile_built.path),
-            digest=dockerfile_built.digest,
-            args=packageable.args,
-            env_vars=dict(packageable.env_vars),
+        return _image_artifact(
+            spec.name, packageable, dockerfile_built.path, dockerfile_built.digest
         )
     raise PackagingError(
         f"{type(spec).__name__} is not supported by the local launcher yet: build the image "
@@ -177,13 +170,7 @@ def _container_artifact(spec: xm.Container, packageable: xm.Packageable) -> xm.I
     if path.is_file() or looks_like_file:
         if not path.is_file():
             raise PackagingError(f"image tarball {path} does not exist; build it first")
-        return xm.ImageArtifact(
-            name=spec.name,
-            image_path=str(path),
-            digest=image_tarball_digest(path),
-            args=packageable.args,
-            env_vars=dict(packageable.env_vars),
-        )
+        return _image_artifact(spec.name, packageable, path, image_tarball_digest(path))
     if _REFERENCE.fullmatch(image_path) is None:
         raise PackagingError(
             f"xm.Container(image_path={image_path!r}) is neither an existing image tarball nor an "
