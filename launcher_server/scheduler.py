@@ -75,6 +75,8 @@ class _Unit:
     holding: set[str] = dataclasses.field(default_factory=set)
     final: set[str] = dataclasses.field(default_factory=set)
     cancel_requested: bool = False
+    # Jobs whose backend runs them on this machine (they take local slots), decided once.
+    local: frozenset[str] = frozenset()
 
 
 class Scheduler:
@@ -220,7 +222,7 @@ class Scheduler:
         with self._lock:
             if key in self._units:
                 return  # an idempotent retry
-            unit = self._units[key] = _Unit(key, jobs, to_start=list(jobs))
+            unit = self._units[key] = self._new_unit(key, jobs, to_start=list(jobs))
             self._queue_for(unit).append(key)
             self._lock.notify_all()
 
@@ -237,7 +239,7 @@ class Scheduler:
 
     def _recover_unit(self, unit_key: UnitKey, jobs: Sequence[tuple[JobKey, pb.Job]]) -> None:
         unit = self._store.get_work_unit(*unit_key)
-        record = _Unit(unit_key, {job.name: job for job in unit.jobs}, to_start=[])
+        record = self._new_unit(unit_key, {job.name: job for job in unit.jobs}, to_start=[])
         record.final = {j.name for j in unit.jobs if j.status.state in FINAL_STATES}
         with self._lock:
             # Registered first: a job that ends while the others are asked about frees its slot.
@@ -366,10 +368,14 @@ class Scheduler:
                 assert ready is not None
                 unit = self._units[ready.popleft()]
                 names, unit.to_start = unit.to_start, []
-                local = [name for name in names if self._uses_slot(unit.jobs[name])]
+                local = [name for name in names if name in unit.local]
                 unit.holding.update(local)
                 self._running += len(local)
             self._start_jobs(unit, names)
+
+    def _new_unit(self, key: UnitKey, jobs: dict[str, pb.Job], to_start: list[str]) -> _Unit:
+        local = frozenset(name for name, job in jobs.items() if self._uses_slot(job))
+        return _Unit(key, jobs, to_start=to_start, local=local)
 
     def _uses_slot(self, job: pb.Job) -> bool:
         backend = self.backends.find(job)
@@ -384,7 +390,7 @@ class Scheduler:
                 self._running -= 1
 
     def _queue_for(self, unit: _Unit) -> collections.deque[UnitKey]:
-        needs_slots = any(self._uses_slot(unit.jobs[name]) for name in unit.to_start)
+        needs_slots = any(name in unit.local for name in unit.to_start)
         return self._queue if needs_slots else self._unlimited
 
     def _admissible(self) -> collections.deque[UnitKey] | None:
@@ -396,7 +402,7 @@ class Scheduler:
         if not self._queue:
             return None
         unit = self._units[self._queue[0]]
-        needed = sum(1 for name in unit.to_start if self._uses_slot(unit.jobs[name]))
+        needed = sum(1 for name in unit.to_start if name in unit.local)
         if needed == 0 or self._running == 0 or self._running + needed <= self._max_running:
             return self._queue
         return None
