@@ -114,9 +114,15 @@ def main() -> None:
     parser.add_argument("--work_units", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip_baseline", action="store_true")
+    parser.add_argument(
+        "--scratch_dir",
+        default="/tmp",
+        help="where the state directory goes; a tmpfs such as /dev/shm takes the file system's "
+        "inode allocation out of the comparison (see bench/README.md)",
+    )
     args = parser.parse_args()
     n = args.work_units
-    work = Path(tempfile.mkdtemp(prefix="xm-bench-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="xm-bench-", dir=args.scratch_dir))
     daemon = DaemonHandle(work / "state")
     try:
         ours_script = work / "ours.py"
