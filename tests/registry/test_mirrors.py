@@ -97,3 +97,25 @@ def test_push_and_pull_go_to_the_mirror(
         f"pulling gcr.io/project/mirrored:v1 from its mirror "
         f"{plain_registry.host}/corp/project/mirrored:v1"
     ]
+
+
+def test_packaging_stops_on_a_bad_value_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xmanager import xm
+    from xmanager.xm_local import python_image
+    from xmanager.xm_local.errors import PackagingError
+
+    monkeypatch.setenv("XM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv(ENV_VAR, "gcr.io=http://127.0.0.1:5000")
+    (tmp_path / "proj").mkdir()
+    spec = xm.PythonContainer(
+        path=str(tmp_path / "proj"),
+        base_image="gcr.io/deeplearning-platform-release/tf2-gpu.2-6",
+        entrypoint=xm.ModuleName("cifar10"),
+    )
+    with pytest.raises(PackagingError, match=rf"\${ENV_VAR} entry .* has a URL as its location"):
+        python_image.build(spec, lambda _: None)
+    assert not (tmp_path / "cache" / "pulled").exists() or not any(
+        (tmp_path / "cache" / "pulled").iterdir()
+    )
