@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.cloud.aiplatform_v1 import JobState as State
 
 from tests.fakes.vertex import FakeVertex
 from tests.support.daemon import run_cli
@@ -130,9 +131,13 @@ def test_cifar10_style_script_runs_unchanged(
         timeout=600,
     )
     assert launched.returncode == 0, launched.stdout + launched.stderr
-    assert "Experiment completed." in launched.stdout, launched.stdout + launched.stderr
+    # The waits after the block held the script until every trial ended.
+    out = launched.stdout
+    assert "Experiment completed." in out, out + launched.stderr
+    assert out.index("Waiting for async launches") < out.index("Experiment completed.")
     jobs = docker_vertex.jobs()
     assert len(jobs) == 4
+    assert all(job.state == State.JOB_STATE_SUCCEEDED for job in jobs), jobs
     for job in jobs:
         pools = job.job_spec.worker_pool_specs
         assert len(pools) == 2
