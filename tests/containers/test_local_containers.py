@@ -64,8 +64,8 @@ def test_container_job_succeeds_and_its_output_lands_in_the_job_logs(
             """
         )
     )
-    experiment_id, output = _launch(daemon, script)
-    assert "WAITED AFTER THE BLOCK True" in output
+    experiment_id, launched = _launch(daemon, script)
+    assert "WAITED AFTER THE BLOCK True" in launched
     (unit,) = list_work_units(daemon.client, experiment_id)
     (job,) = unit.jobs
     assert job.status.state == pb.JOB_STATE_SUCCEEDED, job.status
