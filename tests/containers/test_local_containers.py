@@ -58,10 +58,14 @@ def test_container_job_succeeds_and_its_output_lands_in_the_job_logs(
                     args=['sh', '-c', 'echo "hello from $XM_JOB_NAME"; echo oops >&2'],
                 ))
             print('EXPERIMENT', experiment.experiment_id)
+            # After the block, as XManager's launch scripts do.
+            unit = experiment.work_units[1].wait_until_complete().result()
+            print('WAITED AFTER THE BLOCK', unit.get_status().is_completed)
             """
         )
     )
-    experiment_id, _ = _launch(daemon, script)
+    experiment_id, launched = _launch(daemon, script)
+    assert "WAITED AFTER THE BLOCK True" in launched
     (unit,) = list_work_units(daemon.client, experiment_id)
     (job,) = unit.jobs
     assert job.status.state == pb.JOB_STATE_SUCCEEDED, job.status

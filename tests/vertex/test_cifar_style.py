@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.cloud.aiplatform_v1 import JobState as State
 
 from tests.fakes.vertex import FakeVertex
 from tests.support.daemon import run_cli
@@ -21,46 +22,69 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 
 pytestmark = pytest.mark.docker
 
-# Written for this test after the shape of XManager's example (not a copy of it).
+# Written for this test after the shape of XManager's example (not a copy of it): absl FLAGS, an
+# image or a PythonContainer, one JobGroup of Vertex nodes per trial, and the waits after the
+# `async with` block has ended.
 LAUNCHER = """
+r\"\"\"Launches CIFAR-10 style trials on Vertex AI.
+
+Usage:
+
+xmanager launch launcher.py -- --xm_wrap_late_bindings [--image_path=REGISTRY/IMAGE:TAG]
+\"\"\"
+
 import itertools
 
-from absl import app, flags
-from xmanager import xm, xm_local
+from absl import app
+from absl import flags
+from xmanager import xm
+from xmanager import xm_local
 from xmanager.cloud import utils
 
-IMAGE = flags.DEFINE_string("image_path", None, "A pushed image.")
-NODES = flags.DEFINE_integer("nodes", 1, "Nodes per trial.")
-GPUS = flags.DEFINE_integer("gpus_per_node", 2, "T4 GPUs per node.")
+FLAGS = flags.FLAGS
+flags.DEFINE_string("image_path", None, "A pushed trainer image.")
+flags.DEFINE_integer("nodes", 1, "Nodes per trial.")
+flags.DEFINE_integer("gpus_per_node", 2, "T4 GPUs per node.")
 
 
 @xm.run_in_asyncio_loop
 async def main(_):
     async with xm_local.create_experiment(experiment_title="cifar10") as experiment:
+        if FLAGS.image_path:
+            spec = xm.Container(image_path=FLAGS.image_path)
+        else:
+            spec = xm.PythonContainer(
+                path=".",
+                base_image="gcr.io/deeplearning-platform-release/pytorch-gpu.1-12",
+                entrypoint=xm.ModuleName("cifar10"),
+            )
         [executable] = experiment.package([
             xm.Packageable(
-                executable_spec=xm.Container(image_path=IMAGE.value),
+                executable_spec=spec,
                 executor_spec=xm_local.Vertex.Spec(),
                 args={"master_addr_port": xm.ShellSafeArg(
                     utils.get_workerpool_address("workerpool0"))},
             )
         ])
-        units = []
-        for batch_size, learning_rate in itertools.product([64, 1024], [0.1, 0.001]):
-            group = xm.JobGroup()
-            for rank in range(NODES.value):
-                group.jobs[f"node_{rank}"] = xm.Job(
+        trials = [
+            {"batch_size": batch_size, "learning_rate": learning_rate}
+            for batch_size, learning_rate in itertools.product([64, 1024], [0.1, 0.001])
+        ]
+        work_units = []
+        for trial in trials:
+            job_group = xm.JobGroup()
+            for rank in range(FLAGS.nodes):
+                hyperparameters = dict(trial, world_size=FLAGS.nodes, rank=rank)
+                job_group.jobs[f"node_{rank}"] = xm.Job(
                     executable=executable,
-                    executor=xm_local.Vertex(xm.JobRequirements(t4=GPUS.value)),
-                    args={"batch_size": batch_size, "learning_rate": learning_rate,
-                          "world_size": NODES.value, "rank": rank},
+                    executor=xm_local.Vertex(xm.JobRequirements(t4=FLAGS.gpus_per_node)),
+                    args=hyperparameters,
                 )
-            units.append(await experiment.add(group))
-        # XManager's example waits after leaving the context; this launcher's xm refuses that
-        # today (reported to the integrator), so the wait is inside.
-        for unit in units:
-            await unit.wait_until_complete()
-    print("all trials done")
+            work_units.append(await experiment.add(job_group))
+        print("Waiting for async launches to return values...")
+    for work_unit in work_units:
+        await work_unit.wait_until_complete()
+    print("Experiment completed.")
 
 
 if __name__ == "__main__":
@@ -95,14 +119,25 @@ def test_cifar10_style_script_runs_unchanged(
     script = tmp_path / "launcher.py"
     script.write_text(textwrap.dedent(LAUNCHER))
     launched = run_cli(
-        ["launch", str(script), "--", f"--image_path={image}", "--nodes=2"],
+        [
+            "launch",
+            str(script),
+            "--",
+            "--xm_wrap_late_bindings",
+            f"--image_path={image}",
+            "--nodes=2",
+        ],
         env=daemon.env(),
         timeout=600,
     )
     assert launched.returncode == 0, launched.stdout + launched.stderr
-    assert "all trials done" in launched.stdout + launched.stderr
+    # The waits after the block held the script until every trial ended.
+    out = launched.stdout
+    assert "Experiment completed." in out, out + launched.stderr
+    assert out.index("Waiting for async launches") < out.index("Experiment completed.")
     jobs = docker_vertex.jobs()
     assert len(jobs) == 4
+    assert all(job.state == State.JOB_STATE_SUCCEEDED for job in jobs), jobs
     for job in jobs:
         pools = job.job_spec.worker_pool_specs
         assert len(pools) == 2

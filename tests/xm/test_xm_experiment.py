@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -459,3 +460,86 @@ def test_launched_jobs_list_the_added_jobs() -> None:
         xm.LaunchedJob("actor"),
         xm.LaunchedJob("extra"),
     ]
+
+
+# ----- after the block ends ----------------------------------------------------------------------
+
+
+def _wait_threads_gone(name: str) -> None:
+    """The private wait loop's thread ends on its own once its last wait finished."""
+    deadline = time.monotonic() + 5
+    while any(thread.name == name for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, f"thread {name} still runs"
+        time.sleep(0.01)
+
+
+def test_units_are_awaited_after_the_async_block_as_in_xmanagers_examples() -> None:
+    job = xm.Job(xm.BinaryArtifact("b", "/b"), xm_local.Local())
+
+    @xm.run_in_asyncio_loop
+    async def main() -> list[xm.WorkUnit]:
+        async with FakeExperiment() as experiment:
+            units = [await experiment.add(job) for _ in range(3)]
+        failing = units[2]
+        assert isinstance(failing, FakeWorkUnit)
+        failing.final_status = xm.ExperimentUnitStatus(xm.WorkUnitState.FAILED, "exit code 1")
+        assert [await unit.wait_until_complete() for unit in units[:2]] == units[:2]
+        with pytest.raises(xm.ExperimentUnitFailedError, match="7_3"):
+            await units[2].wait_until_complete()
+        with pytest.raises(xm.ExperimentUnitFailedError, match="7_3"):
+            await experiment.wait_for_completion()
+        # Blocking on the caller's own loop would deadlock: refused, as inside the block.
+        with pytest.raises(RuntimeError, match="use `await` instead"):
+            units[0].wait_until_complete().result()
+        return units
+
+    units = main()
+    assert units[0].get_status().is_completed
+    units[0].stop(message="done with it")
+    assert isinstance(units[0], FakeWorkUnit)
+    assert units[0].stops == [
+        {"mark_as_failed": False, "mark_as_completed": False, "message": "done with it"}
+    ]
+
+
+def test_units_are_waited_for_synchronously_after_the_block() -> None:
+    job = xm.Job(xm.BinaryArtifact("b", "/b"), xm_local.Local())
+    with FakeExperiment() as experiment:
+        units = [experiment.add(job).result(5) for _ in range(20)]
+    futures = [unit.wait_until_complete() for unit in units]
+    # All waits share one private loop thread, which ends with the last of them.
+    assert sum(t.name == "xm-wait-loop" for t in threading.enumerate()) <= 1
+    assert [future.result(timeout=5) for future in futures] == units
+    _wait_threads_gone("xm-wait-loop")
+    assert units[0].wait_until_complete().result(timeout=5) is units[0]  # and starts again
+    experiment.wait_for_completion().result(timeout=5)
+    _wait_threads_gone("xm-wait-loop")
+
+
+def test_adding_after_the_block_is_refused_and_records_nothing() -> None:
+    job = xm.Job(xm.BinaryArtifact("b", "/b"), xm_local.Local())
+    with FakeExperiment() as experiment:
+        unit = experiment.add(job).result(5)
+    with pytest.raises(RuntimeError, match="its `with` block has ended"):
+        experiment.add(job)
+    with pytest.raises(RuntimeError, match="its `with` block has ended"):
+        unit.add(job)
+    assert unit.launched_jobs == [xm.LaunchedJob("b")]
+    assert experiment.work_unit_count == 1
+
+
+def test_a_wait_started_after_the_block_can_be_cancelled() -> None:
+    started = threading.Event()
+
+    async def forever() -> xm.ExperimentUnitStatus:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not reached")
+
+    with FakeExperiment() as experiment:
+        unit = experiment.add(xm.Job(xm.BinaryArtifact("b", "/b"), xm_local.Local())).result(5)
+    unit._wait_until_complete = forever  # type: ignore[method-assign]
+    future = unit.wait_until_complete()
+    assert started.wait(5)
+    assert future.cancel()
+    _wait_threads_gone("xm-wait-loop")

@@ -6,6 +6,11 @@ with `async with`, it is the caller's running loop. All launching work runs on t
 returned as an `ExperimentFuture`, which can be awaited from any loop or waited for with
 `result()`. On exit the experiment waits for everything it started, then reports any failure
 nobody awaited.
+
+After exit (or before entering, for a re-attached experiment) units can still be waited for,
+as with XManager, whose launch scripts wait after leaving the block: that work runs on the
+caller's running loop, or from synchronous code on a private loop that lives only while some
+wait is unfinished. Adding units or jobs needs the experiment entered.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from xmanager.xm.launched import LaunchedJob
 from xmanager.xm.metadata import MetadataContext
 from xmanager.xm.roles import AuxiliaryUnitRole, ExperimentUnitRole, WorkUnitRole
 from xmanager.xm.status import ExperimentUnitStatus
+from xmanager.xm.transient_loop import TransientLoop, run_loop_in_this_thread
 
 __all__ = [
     "AuxiliaryUnit",
@@ -50,6 +56,13 @@ T = TypeVar("T")
 _WORK_UNIT_ROLE = WorkUnitRole()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
@@ -65,26 +78,6 @@ async def _settle(futures: Sequence[concurrent.futures.Future[Any]]) -> None:
     for wrapper in wrappers:
         if not wrapper.cancelled():
             wrapper.exception()
-
-
-def _run_loop_in_this_thread(loop: asyncio.AbstractEventLoop) -> None:
-    """Runs `loop` until stopped, then shuts it down as `asyncio.run` does.
-
-    The shutdown happens in this thread so that it works even when the thread that entered the
-    experiment has an event loop of its own running.
-    """
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        leftovers = asyncio.all_tasks(loop)
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
 
 
 class ExperimentUnit(abc.ABC):
@@ -152,6 +145,7 @@ class ExperimentUnit(abc.ABC):
         its own; a JobGroup takes such entries nested by job name; a generator is called as
         `generator(self, **args)`.
         """
+        self._experiment._require_loop()  # Refused before anything is recorded.
         return self._experiment._spawn(self._add_now(job, args, identity))
 
     def _add_now(
@@ -188,6 +182,9 @@ class ExperimentUnit(abc.ABC):
     def wait_until_complete(self) -> ExperimentFuture[ExperimentUnit]:
         """Waits until the unit reaches a final state; resolves to the unit.
 
+        Works inside the experiment's block and after it (`await` it, or `result()` from
+        synchronous code), as XManager's launch scripts wait after leaving the block.
+
         Raises (through the future):
           ExperimentUnitFailedError: the unit failed or was lost.
           ExperimentUnitNotCompletedError: the unit was cancelled.
@@ -205,7 +202,11 @@ class ExperimentUnit(abc.ABC):
 
     @abc.abstractmethod
     def _wait_until_complete(self) -> Awaitable[ExperimentUnitStatus]:
-        """Waits, on the experiment's event loop, for a final state and returns that status."""
+        """Waits for a final state and returns that status.
+
+        Runs on the experiment's event loop while it is entered; otherwise on the waiter's loop
+        or a short-lived private one, so implementations must not assume one loop throughout.
+        """
 
     @abc.abstractmethod
     def get_status(self) -> ExperimentUnitStatus:
@@ -303,6 +304,9 @@ class Experiment(abc.ABC):
         self._loop_thread: threading.Thread | None = None
         self._pending: list[ExperimentFuture[Any]] = []
         self._pending_lock = threading.Lock()
+        self._exited = False
+        # Runs waits that synchronous code starts while the experiment is not entered.
+        self._outside_loop = TransientLoop("xm-wait-loop")
 
     # ----- Hooks for clients -------------------------------------------------------------------
 
@@ -350,7 +354,7 @@ class Experiment(abc.ABC):
         self._check_not_entered()
         loop = asyncio.new_event_loop()
         thread = threading.Thread(
-            target=_run_loop_in_this_thread, args=(loop,), name="xm-experiment-loop", daemon=True
+            target=run_loop_in_this_thread, args=(loop,), name="xm-experiment-loop", daemon=True
         )
         thread.start()
         self._loop, self._loop_thread = loop, thread
@@ -407,6 +411,7 @@ class Experiment(abc.ABC):
             errors = await self._exit_async(exc is not None)
         finally:
             self._loop = None
+            self._exited = True
             with self._pending_lock:
                 self._pending.clear()
         self._report(errors, exc)
@@ -417,6 +422,12 @@ class Experiment(abc.ABC):
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
+            if self._exited:
+                raise RuntimeError(
+                    "The experiment is not entered: its `with` block has ended. Add units and "
+                    "jobs inside `with experiment:` or `async with experiment:` (enter it again "
+                    "to add more); waiting for units, get_status() and stop() work after it."
+                )
             raise RuntimeError(
                 "The experiment is not entered: use it as `with experiment:` or "
                 "`async with experiment:` and add units inside that block."
@@ -426,6 +437,7 @@ class Experiment(abc.ABC):
     def _close_loop(self) -> None:
         loop, thread = self._loop, self._loop_thread
         self._loop = self._loop_thread = None
+        self._exited = True
         with self._pending_lock:
             self._pending.clear()
         if loop is None or thread is None:
@@ -475,8 +487,13 @@ class Experiment(abc.ABC):
         """Runs `coro` on the experiment's event loop (for units and client subclasses).
 
         With `track`, the experiment waits for it on exit and reports its failure unless
-        someone awaited it.
+        someone awaited it; tracked work (launching) needs the experiment entered. Untracked
+        work (waiting) also runs when it is not: on the caller's running loop, or else on a
+        private loop that stops once no such work is left.
         """
+        loop = self._loop
+        if loop is None and not track:
+            return self._spawn_outside(coro)
         try:
             loop = self._require_loop()
         except RuntimeError:
@@ -487,6 +504,15 @@ class Experiment(abc.ABC):
             with self._pending_lock:
                 self._pending.append(future)
         return future
+
+    def _spawn_outside(self, coro: Coroutine[Any, Any, T]) -> ExperimentFuture[T]:
+        """Runs `coro` while the experiment is not entered (see `_spawn`)."""
+        running = _running_loop()
+        if running is not None:
+            # Scheduled, not run here, so that it starts even if the caller only polls done().
+            return ExperimentFuture(asyncio.run_coroutine_threadsafe(coro, running), running)
+        future, loop = self._outside_loop.submit(coro)
+        return ExperimentFuture(future, loop)
 
     # ----- The launch-script API ---------------------------------------------------------------
 

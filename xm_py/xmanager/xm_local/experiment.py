@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
@@ -53,7 +54,13 @@ class LocalExperiment(xm.Experiment):
         self._submitter: Submitter | None = None
         self._launch_context: tuple[str, dict[str, str]] = ("", {})
         self._context_digest = ""
+        # One watch stream at a time, shared by whoever needs it: the entered context and each
+        # unfinished wait for a unit. The last one to let go closes it, so waits after the
+        # context ends open a stream of their own and leave nothing behind.
         self._watcher: StatusWatcher | None = None
+        self._watcher_users = 0
+        self._watcher_lock = threading.Lock()
+        self._context_uses_watcher = False
         self._output: OutputEcho | None = None
 
     # -- xm.Experiment hooks ----------------------------------------------------------------------
@@ -89,7 +96,9 @@ class LocalExperiment(xm.Experiment):
 
     async def _on_enter(self) -> None:
         self.submitter  # noqa: B018  # started now, so the first add pays nothing
-        self.watcher  # noqa: B018
+        # Without a live progress display, only units' ends matter to the launch script.
+        self._acquire_watcher(final_only=not progress.shows_live())
+        self._context_uses_watcher = True
 
     async def _wait_for_local_jobs(self, is_exit_abrupt: bool) -> None:
         if is_exit_abrupt:
@@ -163,9 +172,9 @@ class LocalExperiment(xm.Experiment):
         if self._submitter is not None:
             self._submitter.close()
             self._submitter = None
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
+        if self._context_uses_watcher:
+            self._context_uses_watcher = False
+            self._release_watcher()
 
     # -- plumbing for units -----------------------------------------------------------------------
 
@@ -204,12 +213,30 @@ class LocalExperiment(xm.Experiment):
 
     @property
     def watcher(self) -> StatusWatcher:
-        if self._watcher is None:
-            # Without a live progress display, only units' ends matter to the launch script.
-            self._watcher = StatusWatcher(
-                self._launcher, self.experiment_id, final_only=not progress.shows_live()
-            )
-        return self._watcher
+        """The watch stream of the entered experiment."""
+        watcher = self._watcher
+        if watcher is None or not self._context_uses_watcher:
+            raise RuntimeError("The experiment is not entered: it has no watch stream open.")
+        return watcher
+
+    def _acquire_watcher(self, *, final_only: bool = True) -> StatusWatcher:
+        """The watch stream, opened if none is; pair with `_release_watcher`."""
+        with self._watcher_lock:
+            self._watcher_users += 1
+            if self._watcher is None:
+                self._watcher = StatusWatcher(
+                    self._launcher, self.experiment_id, final_only=final_only
+                )
+            return self._watcher
+
+    def _release_watcher(self) -> None:
+        with self._watcher_lock:
+            self._watcher_users -= 1
+            watcher = self._watcher
+            if self._watcher_users or watcher is None:
+                return
+            self._watcher = None
+        watcher.close()
 
     def _save_annotations(self, annotations: xm.ContextAnnotations) -> None:
         self._launcher.call(
@@ -338,7 +365,14 @@ class _DaemonUnit(xm.ExperimentUnit):
                     message=f"work unit {self._daemon_id} could not be launched: "
                     f"{self._launch_error}",
                 )
-        unit = await asyncio.wrap_future(self._local_experiment.watcher.wait_final(self._daemon_id))
+        experiment = self._local_experiment
+        watcher = experiment._acquire_watcher()
+        try:
+            unit = await asyncio.wrap_future(watcher.wait_final(self._daemon_id))
+        finally:
+            # Closes the stream if this was its last user (only after the context ended: the
+            # context holds it open); closing cancels the call and joins its thread at once.
+            experiment._release_watcher()
         return _status(unit)
 
     def _current_status(self) -> xm.ExperimentUnitStatus:
