@@ -1,7 +1,7 @@
 """Executors of the local launcher daemon: local processes and containers, Vertex AI, Kubernetes.
 
-Pure dataclasses (they import only `xmanager.xm` and the pure `xmanager.cloud.vertex_names`);
-the daemon client turns them into the launcher contract's executor messages.
+Pure dataclasses (they import only `xmanager.xm`); the daemon client turns them into the
+launcher contract's executor messages.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import math
 from typing import Any, ClassVar
 
 from xmanager import xm
-from xmanager.cloud import vertex_names
 
 _MAX_PORT = 65535
 
@@ -179,6 +178,8 @@ class Vertex(xm.Executor):
         ):
             _check_optional_str("Vertex", field, getattr(self, field))
         if self.network is not None:
+            from xmanager.cloud import vertex_names  # noqa: PLC0415  # pure, needed only here
+
             problem = vertex_names.network_problem(self.network)
             if problem:
                 raise ValueError(f"Vertex.network: {problem}.")
