@@ -26,18 +26,18 @@ MAX_POOLS = 4
 MAX_DISPLAY_NAME = 128
 
 
-def check_labels(labels: dict[str, str]) -> str | None:
+def check_labels(labels: dict[str, str], field: str = "custom_job.labels") -> str | None:
     if len(labels) > MAX_LABELS:
-        return f"custom_job.labels: at most {MAX_LABELS} labels, got {len(labels)}"
+        return f"{field}: at most {MAX_LABELS} labels, got {len(labels)}"
     for key, value in labels.items():
         if not LABEL_KEY.fullmatch(key):
             return (
-                f"custom_job.labels: invalid key {key!r}: 1-63 characters, lowercase letters, "
+                f"{field}: invalid key {key!r}: 1-63 characters, lowercase letters, "
                 "digits, '_' and '-', starting with a letter"
             )
         if not LABEL_VALUE.fullmatch(value):
             return (
-                f"custom_job.labels[{key!r}]: invalid value {value!r}: at most 63 characters, "
+                f"{field}[{key!r}]: invalid value {value!r}: at most 63 characters, "
                 "lowercase letters, digits, '_' and '-'"
             )
     return None
@@ -122,4 +122,4 @@ def check_tensorboard(parent: str, tensorboard: aip.Tensorboard) -> str | None:
         return "tensorboard.display_name is required"
     if len(tensorboard.display_name) > MAX_DISPLAY_NAME:
         return f"tensorboard.display_name: at most {MAX_DISPLAY_NAME} characters"
-    return check_labels(dict(tensorboard.labels))
+    return check_labels(dict(tensorboard.labels), "tensorboard.labels")
