@@ -71,8 +71,6 @@ class _Unit:
     # Jobs of the unit not started yet (a recovered unit may have some started already).
     to_start: list[str]
     handles: dict[str, str] = dataclasses.field(default_factory=dict)
-    # Jobs started and not known to have ended that hold one of the local job slots.
-    holding: set[str] = dataclasses.field(default_factory=set)
     final: set[str] = dataclasses.field(default_factory=set)
     cancel_requested: bool = False
     # Jobs whose backend runs them on this machine (they take local slots), decided once.
@@ -101,7 +99,10 @@ class Scheduler:
         self._queue: collections.deque[UnitKey] = collections.deque()
         self._unlimited: collections.deque[UnitKey] = collections.deque()
         self._units: dict[UnitKey, _Unit] = {}
-        self._running = 0
+        # Jobs started and not known to have ended that hold one of the local job slots. Kept
+        # apart from the units: the recorder forgets a unit once its jobs are final, which may
+        # happen before the dispatcher takes their final observations and frees their slots.
+        self._holding: set[JobKey] = set()
         self._titles: dict[int, str] = {}
         self._known_contexts: set[str] = set()
         self._contexts: dict[str, pb.LaunchContext] = {}
@@ -278,8 +279,7 @@ class Scheduler:
             record.handles[job.name] = job.backend_handle
             if observation.state not in FINAL_STATES and backend.uses_local_slots:
                 with self._lock:
-                    record.holding.add(job.name)
-                    self._running += 1
+                    self._holding.add(key)
             self._report(observation)
             if observation.state not in FINAL_STATES and cancelling:
                 backend.cancel(key, job.backend_handle, self._grace_period)
@@ -368,9 +368,9 @@ class Scheduler:
                 assert ready is not None
                 unit = self._units[ready.popleft()]
                 names, unit.to_start = unit.to_start, []
-                local = [name for name in names if name in unit.local]
-                unit.holding.update(local)
-                self._running += len(local)
+                self._holding.update(
+                    JobKey(*unit.key, name) for name in names if name in unit.local
+                )
             self._start_jobs(unit, names)
 
     def _new_unit(self, key: UnitKey, jobs: dict[str, pb.Job], to_start: list[str]) -> _Unit:
@@ -383,11 +383,7 @@ class Scheduler:
 
     def _release_finished(self) -> None:
         """Gives back the slots of jobs reported final (called with the lock held)."""
-        for key in self._observations.take_finished():
-            unit = self._units.get(key.unit)
-            if unit is not None and key.job_name in unit.holding:
-                unit.holding.discard(key.job_name)
-                self._running -= 1
+        self._holding.difference_update(self._observations.take_finished())
 
     def _queue_for(self, unit: _Unit) -> collections.deque[UnitKey]:
         needs_slots = any(name in unit.local for name in unit.to_start)
@@ -403,7 +399,8 @@ class Scheduler:
             return None
         unit = self._units[self._queue[0]]
         needed = sum(1 for name in unit.to_start if name in unit.local)
-        if needed == 0 or self._running == 0 or self._running + needed <= self._max_running:
+        running = len(self._holding)
+        if needed == 0 or running == 0 or running + needed <= self._max_running:
             return self._queue
         return None
 

@@ -1,30 +1,34 @@
-r"""Multi-worker TensorFlow on Kubernetes, as XManager's cifar10_tensorflow_k8s_multiworker.
+r"""XManager's cifar10_tensorflow_k8s_multiworker launch script: three workers of a
+MultiWorkerMirroredStrategy trial on Kubernetes, each asking for a T4 GPU.
 
-The launch script is XManager's, except for the packaging: the trainer image is given as a
-reference (this launcher does not build xm.PythonContainer), pushed to a registry the cluster
-pulls from.
+The trainer is packaged from this directory by xm.PythonContainer on the
+`gcr.io/deeplearning-platform-release/tf2-gpu.2-6` base and pushed, as XManager does, to
+`gcr.io/$GOOGLE_CLOUD_PROJECT/...` (Kubernetes.Spec() has no push_image_tag). Behind a firewall,
+`$XM_REGISTRY_MIRRORS` sends both the base pull and the push elsewhere (docs/images.md). The
+`cifar10` module here is a stand-in without TensorFlow (see README.md).
 
 Usage:
 
-xmanager launch examples/kubernetes_multiworker/launcher.py -- \
-  --xm_wrap_late_bindings --image=registry.example/trainer@sha256:...
+GOOGLE_CLOUD_PROJECT=my-project \
+xmanager launch examples/kubernetes_multiworker/launcher.py -- --xm_wrap_late_bindings
 """
 
 import itertools
 
-from absl import app, flags
+from absl import app
 
 from xmanager import xm, xm_local
 from xmanager.contrib import xm_tensorflow
 
-_IMAGE = flags.DEFINE_string("image", None, "The trainer image (registry/repository@digest).")
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 3, "Workers of each trial.")
-_GPU = flags.DEFINE_bool("gpu", True, "Each worker asks for a T4 GPU (as XManager's example).")
-
 
 def main(_: list[str]) -> None:
     with xm_local.create_experiment(experiment_title="kubernetes_multiworker") as experiment:
-        spec = xm.Container(image_path=str(_IMAGE.value))
+        spec = xm.PythonContainer(
+            # This script's directory (a relative path is resolved against the launch script).
+            path=".",
+            base_image="gcr.io/deeplearning-platform-release/tf2-gpu.2-6",
+            entrypoint=xm.ModuleName("cifar10"),
+        )
         [executable] = experiment.package(
             [
                 xm.Packageable(
@@ -38,13 +42,12 @@ def main(_: list[str]) -> None:
         learning_rates = [0.001]
         trials = [{"learning_rate": lr} for (lr,) in itertools.product(learning_rates)]
 
-        requirements = xm.JobRequirements(t4=1) if _GPU.value else xm.JobRequirements()
         builder = xm_tensorflow.MultiWorkerMirroredStrategyBuilder(
             experiment=experiment,
             worker_executable=executable,
-            worker_executor=xm_local.Kubernetes(requirements=requirements),
+            worker_executor=xm_local.Kubernetes(requirements=xm.JobRequirements(t4=1)),
             worker_name="worker",
-            num_workers=_NUM_WORKERS.value,
+            num_workers=3,
         )
 
         for hyperparameters in trials:
@@ -52,5 +55,4 @@ def main(_: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("image")
     app.run(main)

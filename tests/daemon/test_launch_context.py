@@ -13,8 +13,10 @@ import pytest
 
 from tests.support.daemon import (
     DaemonHandle,
+    add_work_units,
     list_work_units,
     local_job,
+    make_executable,
     python_script,
     run_cli,
     run_script,
@@ -197,3 +199,36 @@ def test_the_digest_is_canonical() -> None:
     assert launch_context.digest(a) != launch_context.digest(
         pb.LaunchContext(working_directory="/w")
     )
+
+
+def test_each_job_gets_its_own_context_among_many(daemon: DaemonHandle, tmp_path: Path) -> None:
+    # The supervisor is given each launch context once and keeps the 64 most recently used:
+    # 70 contexts, then the first ones again after it was told to forget them.
+    probe = make_executable(tmp_path / "probe.sh", '#!/bin/sh\necho "marker=$MARKER"\n')
+    experiment = daemon.client.stub.CreateExperiment(
+        pb.CreateExperimentRequest(experiment=pb.Experiment(title="many contexts"))
+    ).id
+    contexts = [
+        pb.LaunchContext(working_directory=str(tmp_path), env={"MARKER": str(i)}) for i in range(70)
+    ]
+    order = [*range(70), 0, 69, 1]
+    results = add_work_units(
+        daemon.client,
+        (
+            pb.AddWorkUnitRequest(
+                experiment_id=experiment,
+                request_id=f"unit-{n}",
+                jobs=[local_job("main", probe)],
+                launch_context=contexts[i],
+                launch_context_digest=launch_context.digest(contexts[i]),
+            )
+            for n, i in enumerate(order)
+        ),
+    )
+    assert not [result.error_message for result in results if result.error_code]
+    daemon.wait_all_final(experiment, len(order))
+    for work_unit_id, i in enumerate(order, start=1):
+        chunks = daemon.client.stub.StreamLogs(
+            pb.StreamLogsRequest(experiment_id=experiment, work_unit_id=work_unit_id)
+        )
+        assert b"".join(chunk.data for chunk in chunks) == f"marker={i}\n".encode()

@@ -65,6 +65,8 @@ class FakeBackend(Backend):
         self.reattach_error: Exception | None = None
         # Cancels are recorded only: the test reports what they do, when it wants.
         self.late_cancels = False
+        # Called for each job once start() reported it running, before start() returns.
+        self.during_start: Callable[[JobKey], None] | None = None
 
     def accepts(self, job: pb.Job) -> bool:
         return bool(job.executor.WhichOneof("kind") == self.executor)
@@ -95,6 +97,8 @@ class FakeBackend(Backend):
                 self.report(JobObservation(key, pb.JOB_STATE_CANCELLED, reason="stopped at start"))
             else:
                 self.report(JobObservation(key, pb.JOB_STATE_RUNNING, native_state="running"))
+            if self.during_start is not None:
+                self.during_start(key)
         return [handle(key) for key in keys]
 
     def finish(self, key: JobKey, exit_code: int = 0) -> None:
@@ -317,6 +321,24 @@ def test_queued_in_order_within_max_running_jobs(make_world: Callable[[int], Wor
         world.local.finish(unit[0])
     for unit in units:
         world.wait_unit(unit, pb.JOB_STATE_SUCCEEDED)
+
+
+def test_a_job_recorded_final_before_its_start_returns_frees_its_slot(
+    make_world: Callable[[int], World],
+) -> None:
+    # A short job can end, and its unit be recorded final and forgotten, while the backend's
+    # start() is still returning; its slot must come back all the same.
+    world = make_world(1)
+
+    def end_at_once(key: JobKey) -> None:
+        world.local.finish(key)
+        world.wait_unit(UnitKeys(*key.unit, [key.job_name]), pb.JOB_STATE_SUCCEEDED)
+
+    world.local.during_start = end_at_once
+    units = [world.add(local()) for _ in range(3)]
+    for unit in units:
+        world.wait_unit(unit, pb.JOB_STATE_SUCCEEDED)
+    assert world.local.started() == [unit[0] for unit in units]
 
 
 def test_jobs_without_local_slots_are_not_limited(make_world: Callable[[int], World]) -> None:

@@ -103,6 +103,22 @@ def push(registry_host: str, name: str, root: Path, layer: bytes, **config: Any)
     return f"{registry_host}/{name}@{digest_file.read_text().strip()}"
 
 
+def push_layout(layout: Path, destination: str) -> None:
+    """Copies an OCI layout directory (as Bazel writes one) to `destination` (HOST/NAME:TAG)."""
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            f"oci:{layout}",
+            f"docker://{destination}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
 class Cluster:
     """The emulated cluster: API server, controllers, one node agent running on Docker."""
 

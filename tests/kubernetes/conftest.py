@@ -34,11 +34,6 @@ class RegistryImages:
             cmd=None,
         )
         self.unpullable = f"{host}/missing@sha256:{'0' * 64}"
-        # The stand-in trainer of examples/kubernetes_multiworker (TF_CONFIG, peers by DNS).
-        trainer = (cluster.ROOT / "examples" / "kubernetes_multiworker" / "trainer.sh").read_text()
-        self.trainer = cluster.push(
-            host, "trainer", root, layer, entrypoint=["/bin/sh", "-c", trainer, "trainer"], cmd=None
-        )
 
 
 @pytest.fixture(scope="session")

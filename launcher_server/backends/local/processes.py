@@ -8,6 +8,7 @@ themselves, which catches any datagram lost while the daemon was busy or away.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -16,7 +17,6 @@ import json
 import logging
 import os
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -49,6 +49,19 @@ _POLL_SECONDS = 1.0
 _DRAIN_WAIT_SECONDS = 10.0
 
 
+# Launch contexts a supervisor keeps (the most recently used): a long-lived daemon sees a new
+# one each time a launch script runs with another environment or directory.
+_SUPERVISOR_CONTEXTS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """A launch context's environment as supervisors get it: defined once, then by digest."""
+
+    digest: str
+    env: dict[str, str]
+
+
 @dataclasses.dataclass
 class _Followed:
     job_dir: Path
@@ -57,6 +70,7 @@ class _Followed:
     # request that died with its supervisor unread is sent again.
     frame: bytes | None = None
     supervisor: subprocess.Popen[bytes] | None = None
+    context: _Context | None = None
 
 
 class LocalProcessBackend(Backend):
@@ -72,6 +86,9 @@ class LocalProcessBackend(Backend):
         self._notify_path = supervisor.notify_path(run_dir)
         self._lock = threading.Lock()
         self._supervisor: subprocess.Popen[bytes] | None = None
+        # The launch contexts the current supervisor has, least recently used first.
+        self._defined: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._contexts: collections.OrderedDict[str, _Context] = collections.OrderedDict()
         self._followed: dict[JobKey, _Followed] = {}
         self._digests: dict[tuple[str, int, int, int], str] = {}
         self._closed = threading.Event()
@@ -126,12 +143,15 @@ class LocalProcessBackend(Backend):
             raise ValueError(f"{path} is missing or not executable")
         if binary.sha256 and self._sha256(path) != binary.sha256:
             raise ValueError(f"binary {path} changed since it was packaged; package it again")
-        context = spec.launch_context
-        if context is not None and not spec.executor.local.clean_environment:
+        launch_context = spec.launch_context
+        context: _Context | None = None
+        if launch_context is not None and not spec.executor.local.clean_environment:
             # XManager's local semantics: where the launch script ran, with its environment,
-            # then the executable's and the job's env_vars (both in spec.env), unbuffered.
-            env = {**context.env, **spec.env, "PYTHONUNBUFFERED": "1"}
-            cwd = context.working_directory
+            # then the executable's and the job's env_vars (both in spec.env), unbuffered. The
+            # supervisor gets the launch script's environment once, not with every job.
+            context = self._context(spec.job.launch_context_digest, launch_context)
+            env = {**spec.env, "PYTHONUNBUFFERED": "1"}
+            cwd = launch_context.working_directory
             if not os.path.isdir(cwd):
                 raise ValueError(
                     f"the launch script's working directory {cwd} no longer exists; run the "
@@ -148,13 +168,24 @@ class LocalProcessBackend(Backend):
             job_dir=str(job_dir),
             log_cap=self._log_cap,
             cwd=cwd,
+            context=context.digest if context else "",
         )
-        body = json.dumps(dataclasses.asdict(request)).encode()
-        frame = struct.pack(">I", len(body)) + body
+        frame = supervisor.frame(request.to_json())
         with self._lock:
-            entry = self._followed[spec.key] = _Followed(job_dir, frame=frame)
-            entry.supervisor = self._send(frame)
+            entry = self._followed[spec.key] = _Followed(job_dir, frame=frame, context=context)
+            entry.supervisor = self._send(frame, context)
         return str(job_dir)
+
+    def _context(self, digest: str, launch_context: pb.LaunchContext) -> _Context:
+        """The launch context's environment as a dict, converted once per context."""
+        with self._lock:
+            context = self._contexts.get(digest)
+            if context is None:
+                context = self._contexts[digest] = _Context(digest, dict(launch_context.env))
+                if len(self._contexts) > _SUPERVISOR_CONTEXTS:
+                    self._contexts.popitem(last=False)
+            self._contexts.move_to_end(digest)
+            return context
 
     def _sha256(self, path: str) -> str:
         """The file's digest, cached by identity and modification time."""
@@ -167,8 +198,9 @@ class LocalProcessBackend(Backend):
             self._digests[identity] = digest
         return digest
 
-    def _send(self, frame: bytes) -> subprocess.Popen[bytes]:
-        """Writes a request to this daemon's supervisor, (re)starting it if needed; returns the
+    def _send(self, frame: bytes, context: _Context | None) -> subprocess.Popen[bytes]:
+        """Writes a request to this daemon's supervisor, (re)starting it if needed, after the
+        definition of its launch context if that supervisor does not have it; returns the
         supervisor that got it.
 
         Holds self._lock. A supervisor that died (it should not) is replaced; the jobs it had
@@ -178,8 +210,11 @@ class LocalProcessBackend(Backend):
             process = self._supervisor
             if process is None or process.poll() is not None:
                 process = self._supervisor = self._start_supervisor()
+                self._defined.clear()
             assert process.stdin is not None
             try:
+                if context is not None:
+                    process.stdin.write(self._definitions(context))
                 process.stdin.write(frame)
                 process.stdin.flush()
                 return process
@@ -187,6 +222,19 @@ class LocalProcessBackend(Backend):
                 if attempt:
                     raise BackendUnavailableError("the local job supervisor keeps dying") from None
         raise AssertionError("unreachable")
+
+    def _definitions(self, context: _Context) -> bytes:
+        """What the supervisor must read before a request naming `context` (holds self._lock):
+        its definition unless sent already, and the forgetting of the least recently used."""
+        if context.digest in self._defined:
+            self._defined.move_to_end(context.digest)
+            return b""
+        self._defined[context.digest] = None
+        messages = [supervisor.frame(supervisor.define_context(context.digest, context.env))]
+        if len(self._defined) > _SUPERVISOR_CONTEXTS:
+            forgotten, _ = self._defined.popitem(last=False)
+            messages.append(supervisor.frame(supervisor.forget_context(forgotten)))
+        return b"".join(messages)
 
     def _start_supervisor(self) -> subprocess.Popen[bytes]:
         log: IO[bytes]
@@ -286,7 +334,7 @@ class LocalProcessBackend(Backend):
             if records.read_started(entry.job_dir) is not None:
                 return
             _log.warning("job %s: its supervisor died before starting it; sent again", key)
-            entry.supervisor = self._send(entry.frame)
+            entry.supervisor = self._send(entry.frame, entry.context)
 
     # -- cancelling and re-attaching -------------------------------------------------------------
 

@@ -14,8 +14,10 @@ One supervisor for many jobs is what lets the daemon start a thousand jobs a sec
 process per job (conmon's model) costs milliseconds of CPU each.
 
 Protocol:
-- stdin: requests, each a 4-byte big-endian length then a JSON `Request`. End of file means the
-  daemon is gone: finish the running jobs, then exit.
+- stdin: messages, each a 4-byte big-endian length then a JSON object: a `Request`, or
+  {"define_context": DIGEST, "env": {...}} (a launch script's environment, sent once; requests
+  then name it by digest and carry only what they add to it), or {"forget_context": DIGEST}.
+  End of file means the daemon is gone: finish the running jobs, then exit.
 - control socket (datagrams; its path is in each job's started.json): {"cancel": JOB_DIR} stops
   a job: SIGTERM to its group, SIGKILL after the grace period its cancel.json names.
 - notify socket (datagrams to the daemon): JSON lists of {"key", "event": "started" or
@@ -76,15 +78,31 @@ class Request:
 
     key: list[Any]
     argv: list[str]
+    # With `context`: what the job's environment adds to (or changes in) the context's.
     env: dict[str, str]
     job_dir: str
     log_cap: int
     # The working directory; empty: a private one in the job directory.
     cwd: str = ""
+    # The digest of a launch context defined earlier on this supervisor's input.
+    context: str = ""
 
-    @classmethod
-    def from_json(cls, data: bytes) -> Request:
-        return cls(**json.loads(data))
+    def to_json(self) -> bytes:
+        return json.dumps(vars(self)).encode()
+
+
+def define_context(digest: str, env: dict[str, str]) -> bytes:
+    """The message that gives a supervisor a launch context's environment."""
+    return json.dumps({"define_context": digest, "env": env}).encode()
+
+
+def forget_context(digest: str) -> bytes:
+    return json.dumps({"forget_context": digest}).encode()
+
+
+def frame(body: bytes) -> bytes:
+    """A message as it goes on the supervisor's input."""
+    return _HEADER.pack(len(body)) + body
 
 
 def notify_path(run_dir: Path) -> Path:
@@ -129,6 +147,8 @@ class Supervisor:
         self._timers: list[tuple[float, int]] = []  # (deadline, pid)
         self._input = bytearray()
         self._input_open = True
+        # Launch-context environments by digest, as the daemon defined them.
+        self._contexts: dict[str, dict[str, str]] = {}
         self._stopping = False
         self._pid = os.getpid()
         self._ticks = records.process_ticks(self._pid) or 0
@@ -232,13 +252,23 @@ class Supervisor:
             (size,) = _HEADER.unpack_from(self._input)
             if len(self._input) < _HEADER.size + size:
                 return
-            body = bytes(self._input[_HEADER.size : _HEADER.size + size])
+            message = json.loads(self._input[_HEADER.size : _HEADER.size + size])
             del self._input[: _HEADER.size + size]
-            request = Request.from_json(body)
-            if self._stopping:
-                self._refuse(request, "the supervisor is stopping")
+            if "define_context" in message:
+                self._contexts[message["define_context"]] = message["env"]
+            elif "forget_context" in message:
+                self._contexts.pop(message["forget_context"], None)
             else:
-                self._start(request)
+                self._take(Request(**message))
+
+    def _take(self, request: Request) -> None:
+        if self._stopping:
+            self._refuse(request, "the supervisor is stopping")
+        elif request.context and request.context not in self._contexts:
+            # The daemon defines a context before the first request that names it.
+            self._refuse(request, f"unknown launch context {request.context}", cancelled=False)
+        else:
+            self._start(request)
 
     def _control(self, data: bytes) -> None:
         try:
@@ -271,10 +301,13 @@ class Supervisor:
         err_r, err_w = os.pipe()
         try:
             os.chdir(workdir)  # posix_spawn has no chdir action: the job inherits this one
+            env = request.env
+            if request.context:
+                env = {**self._contexts[request.context], **env}
             pid = os.posix_spawn(
                 request.argv[0],
                 request.argv,
-                request.env,
+                env,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, self._devnull, 0),
                     (os.POSIX_SPAWN_DUP2, out_w, 1),
@@ -398,10 +431,10 @@ class Supervisor:
         )
         self._record_exit(job.request, exited)
 
-    def _refuse(self, request: Request, reason: str) -> None:
+    def _refuse(self, request: Request, reason: str, *, cancelled: bool = True) -> None:
         Path(request.job_dir).mkdir(parents=True, exist_ok=True)
         self._record_exit(
-            request, records.Exited(None, None, records.now(), cancelled=True, reason=reason)
+            request, records.Exited(None, None, records.now(), cancelled=cancelled, reason=reason)
         )
 
     def _record_exit(self, request: Request, exited: records.Exited) -> None:

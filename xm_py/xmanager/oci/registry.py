@@ -7,6 +7,9 @@ manifest naming missing blobs. Requests are retried with exponential backoff on 
 errors, 429 and 5xx. Authentication: HTTP basic or the registry's bearer-token service, with
 credentials from `auth` (never printed).
 
+Every pull and push goes through `locate`, which applies `$XM_REGISTRY_MIRRORS` (see `mirrors`):
+what is pushed or pulled, and the reference a push returns, are at the mirror's location.
+
 Registries on loopback (localhost, 127.0.0.1, ::1) are tried over HTTPS then plain HTTP, as
 Docker Engine does; a private CA is read from `/etc/docker/certs.d/HOST:PORT/ca.crt`,
 `/etc/containers/certs.d/HOST:PORT/ca.crt` or `$XM_REGISTRY_CERTS_DIR/HOST:PORT/ca.crt`.
@@ -27,7 +30,7 @@ from typing import Any
 
 import requests
 
-from xmanager.oci import auth
+from xmanager.oci import auth, mirrors
 from xmanager.oci.image import Image, ImageFiles
 from xmanager.oci.image import read as read_image
 from xmanager.oci.spec import (
@@ -99,6 +102,17 @@ class Reference:
         if self.digest:
             text += f"@{self.digest}"
         return text
+
+
+def locate(reference: str) -> Reference:
+    """The reference parsed and moved to its mirror's location: the one place where
+    `$XM_REGISTRY_MIRRORS` applies."""
+    ref = Reference.parse(reference)
+    try:
+        host, repository = mirrors.Mirrors.from_env().rewrite(ref.registry, ref.repository)
+    except mirrors.MirrorsError as error:
+        raise RegistryError(str(error)) from None
+    return dataclasses.replace(ref, registry=host, repository=repository)
 
 
 @dataclasses.dataclass
@@ -428,8 +442,9 @@ def push(
     mount_from: str = "",
 ) -> PushResult:
     """Pushes the image in a tarball or OCI layout to `reference` (registry/repo[:tag]).
-    Returns the pushed manifest's digest: what a job should name the image by."""
-    ref = Reference.parse(reference)
+    Returns the pushed manifest's digest: what a job should name the image by, at the
+    location `$XM_REGISTRY_MIRRORS` sends `reference` to."""
+    ref = locate(reference)
     image = read_image(image_path)
     client = client or Client(ref.registry)
     manifest, media_type = _manifest_of(image)
@@ -527,12 +542,14 @@ def _manifest_of(image: Image) -> tuple[bytes, str]:
 
 def pull_cached(reference: str, cache: Path, say: Callable[[str], None]) -> Path:
     """Pulls an image (this platform's, linux/amd64) into an OCI layout under `cache`, named by
-    its manifest digest; a reference by digest already there is not fetched again."""
-    ref = Reference.parse(reference)
+    its manifest digest; a reference by digest already there is not fetched again. Pulled from
+    where `$XM_REGISTRY_MIRRORS` sends `reference`."""
+    ref = locate(reference)
     if ref.digest and (cache / ref.digest.replace(":", "-") / "index.json").is_file():
         return cache / ref.digest.replace(":", "-")
     client = Client(ref.registry)
-    say(f"pulling {reference}")
+    mirrored = str(ref) != str(Reference.parse(reference))
+    say(f"pulling {reference}" + (f" from its mirror {ref}" if mirrored else ""))
     try:
         body, media_type = client.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
         doc = json.loads(body)
