@@ -31,11 +31,13 @@ class DaemonConfig:
     # Vertex AI: default project and region of jobs that name none (empty: the environment's,
     # see xmanager.cloud.utils), the API endpoints ("http://HOST:PORT" is an insecure emulator
     # without credentials; empty: REGION-aiplatform.googleapis.com and logging.googleapis.com),
-    # and the poller's interval bounds in seconds.
+    # the poller's interval bounds in seconds, and the VPC network jobs naming none are peered
+    # with (projects/NUMBER/global/networks/NAME; empty: not peered).
     vertex_project: str = ""
     vertex_region: str = ""
     vertex_endpoint: str = ""
     vertex_logging_endpoint: str = ""
+    vertex_network: str = ""
     vertex_poll_min_seconds: float = 2.0
     vertex_poll_max_seconds: float = 30.0
 

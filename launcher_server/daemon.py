@@ -35,6 +35,7 @@ from launcher_server.scheduler import Scheduler
 from launcher_server.service import LauncherService
 from launcher_server.store.store import Store
 from xmanager.client import daemon_process
+from xmanager.cloud import vertex_names
 from xmanager.launcher.contract import MAX_MESSAGE_BYTES
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.state_dir import StateDir
@@ -253,6 +254,17 @@ flags.DEFINE_string(
     "Cloud Logging endpoint for Vertex AI jobs' logs (default logging.googleapis.com; "
     "http://HOST:PORT: an insecure emulator).",
 )
+flags.DEFINE_string(
+    "vertex_network",
+    "",
+    "VPC network Vertex AI jobs naming none are peered with: "
+    "projects/PROJECT_NUMBER/global/networks/NAME (default: not peered).",
+)
+flags.register_validator(
+    "vertex_network",
+    lambda value: not value or vertex_names.network_problem(value) is None,
+    "must be projects/PROJECT_NUMBER/global/networks/NAME, as Vertex AI names a network",
+)
 flags.DEFINE_float("vertex_poll_min_seconds", 2.0, "Vertex AI poller's shortest interval.")
 flags.DEFINE_float("vertex_poll_max_seconds", 30.0, "Vertex AI poller's longest quiet interval.")
 
@@ -284,6 +296,7 @@ def config_from_flags() -> DaemonConfig:
         vertex_region=FLAGS.vertex_region,
         vertex_endpoint=FLAGS.vertex_endpoint,
         vertex_logging_endpoint=FLAGS.vertex_logging_endpoint,
+        vertex_network=FLAGS.vertex_network,
         vertex_poll_min_seconds=FLAGS.vertex_poll_min_seconds,
         vertex_poll_max_seconds=FLAGS.vertex_poll_max_seconds,
     )

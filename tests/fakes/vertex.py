@@ -1,4 +1,5 @@
-"""A Vertex AI emulator: `google.cloud.aiplatform.v1.JobService` over gRPC, plus Cloud Logging.
+"""A Vertex AI emulator: `google.cloud.aiplatform.v1.JobService` and `TensorboardService` over
+gRPC, plus Cloud Logging.
 
     python -m tests.fakes.vertex --port=8470 [--simulate]
 
@@ -6,7 +7,9 @@ Serves the official `google-cloud-aiplatform` client over an insecure channel (C
 GetCustomJob, ListCustomJobs with filters and pages, CancelCustomJob, DeleteCustomJob), checks
 requests as Vertex does (tests.fakes.vertex_checks), and runs each job (tests.fakes.vertex_runner):
 QUEUED -> PENDING -> RUNNING -> SUCCEEDED | FAILED, or CANCELLING -> CANCELLED. The same port
-serves `google.logging.v2.LoggingServiceV2/ListLogEntries` with the containers' output.
+serves `google.logging.v2.LoggingServiceV2/ListLogEntries` with the containers' output, and
+TensorBoard instances (tests.fakes.vertex_tensorboards): a CustomJob may stream only to one
+that exists.
 
 Fault injection (in process): `inject(code, count, methods)` makes the next calls fail,
 `fail_job` ends a job with an error, `cancel_from_outside` cancels as a console user would;
@@ -32,6 +35,7 @@ from google.protobuf import empty_pb2
 
 from tests.fakes import cloud_logging, filters, vertex_checks
 from tests.fakes.vertex_runner import DockerRunner, JobRun, Runner, SimulatedRunner
+from tests.fakes.vertex_tensorboards import TensorboardService
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 State = aip.JobState
@@ -89,9 +93,14 @@ class FakeVertex:
         self.queue_seconds = queue_seconds
         self.logs = cloud_logging.LogStore()
         self.runner: Runner = SimulatedRunner() if simulate else DockerRunner(self.instance)
+        self.tensorboards = TensorboardService(self._before)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         self._server.add_generic_rpc_handlers(
-            (self._handler(), cloud_logging.LoggingService(self.logs, self._before).handler())
+            (
+                self._handler(),
+                cloud_logging.LoggingService(self.logs, self._before).handler(),
+                *self.tensorboards.handlers(),
+            )
         )
         self.port = self._server.add_insecure_port(f"{host}:{port}")
         self.address = f"{host}:{self.port}"
@@ -236,6 +245,9 @@ class FakeVertex:
         problem = vertex_checks.check_custom_job(request.parent, request.custom_job)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        board = request.custom_job.job_spec.tensorboard
+        if board and not self.tensorboards.exists(board):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Tensorboard {board} not found")
         match = vertex_checks.PARENT.fullmatch(request.parent)
         assert match is not None
         project, location = match.groups()

@@ -15,6 +15,10 @@ PARENT = re.compile(
     r"projects/([a-z0-9][a-z0-9-]{0,61}[a-z0-9]|[0-9]+)/locations/([a-z]+-[a-z]+[0-9]+)"
 )
 JOB_NAME = re.compile(PARENT.pattern + r"/customJobs/([0-9]+)")
+TENSORBOARD_NAME = re.compile(PARENT.pattern + r"/tensorboards/([0-9]+)")
+OPERATION_NAME = re.compile(PARENT.pattern + r"/[a-zA-Z]+/[0-9]+/operations/([0-9]+)")
+# A Compute Engine network by project number, as CustomJobSpec.network takes it.
+NETWORK = re.compile(r"projects/[0-9]+/global/networks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 MAX_LABELS = 64
@@ -22,18 +26,18 @@ MAX_POOLS = 4
 MAX_DISPLAY_NAME = 128
 
 
-def check_labels(labels: dict[str, str]) -> str | None:
+def check_labels(labels: dict[str, str], field: str = "custom_job.labels") -> str | None:
     if len(labels) > MAX_LABELS:
-        return f"custom_job.labels: at most {MAX_LABELS} labels, got {len(labels)}"
+        return f"{field}: at most {MAX_LABELS} labels, got {len(labels)}"
     for key, value in labels.items():
         if not LABEL_KEY.fullmatch(key):
             return (
-                f"custom_job.labels: invalid key {key!r}: 1-63 characters, lowercase letters, "
+                f"{field}: invalid key {key!r}: 1-63 characters, lowercase letters, "
                 "digits, '_' and '-', starting with a letter"
             )
         if not LABEL_VALUE.fullmatch(value):
             return (
-                f"custom_job.labels[{key!r}]: invalid value {value!r}: at most 63 characters, "
+                f"{field}[{key!r}]: invalid value {value!r}: at most 63 characters, "
                 "lowercase letters, digits, '_' and '-'"
             )
     return None
@@ -77,6 +81,45 @@ def check_custom_job(parent: str, job: aip.CustomJob) -> str | None:
     output = job.job_spec.base_output_directory.output_uri_prefix
     if output and not output.startswith("gs://"):
         return "custom_job.job_spec.base_output_directory.output_uri_prefix must start with gs://"
-    if job.job_spec.tensorboard and not output:
+    network = job.job_spec.network
+    if network and not NETWORK.fullmatch(network):
+        return (
+            f"custom_job.job_spec.network: {network!r} is not a valid network name; the form is "
+            "projects/{project}/global/networks/{network} where {project} is a project number"
+        )
+    return check_tensorboard_use(parent, job.job_spec)
+
+
+def check_tensorboard_use(parent: str, spec: aip.CustomJobSpec) -> str | None:
+    """A CustomJob that streams to a TensorBoard: the instance's name and region, a service
+    account and a base output directory (Vertex reads the logs from there as that account)."""
+    if not spec.tensorboard:
+        return None
+    match = TENSORBOARD_NAME.fullmatch(spec.tensorboard)
+    if match is None:
+        return (
+            f"custom_job.job_spec.tensorboard: {spec.tensorboard!r} is not "
+            "projects/{project}/locations/{location}/tensorboards/{tensorboard}"
+        )
+    parent_match = PARENT.fullmatch(parent)
+    if parent_match is not None and match.group(2) != parent_match.group(2):
+        return (
+            f"custom_job.job_spec.tensorboard: {spec.tensorboard} is not in the job's location "
+            f"{parent_match.group(2)}"
+        )
+    if not spec.service_account:
+        return "custom_job.job_spec.service_account is required when tensorboard is set"
+    if not spec.base_output_directory.output_uri_prefix:
         return "custom_job.job_spec.tensorboard needs base_output_directory"
     return None
+
+
+def check_tensorboard(parent: str, tensorboard: aip.Tensorboard) -> str | None:
+    """A CreateTensorboard request."""
+    if not PARENT.fullmatch(parent):
+        return f"parent: {parent!r} is not projects/PROJECT/locations/LOCATION"
+    if not tensorboard.display_name:
+        return "tensorboard.display_name is required"
+    if len(tensorboard.display_name) > MAX_DISPLAY_NAME:
+        return f"tensorboard.display_name: at most {MAX_DISPLAY_NAME} characters"
+    return check_labels(dict(tensorboard.labels), "tensorboard.labels")

@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -287,6 +288,92 @@ def test_add_time_refusals(vertex_daemon: DaemonHandle, shell_image: str) -> Non
         add(vertex_daemon, experiment_id, tarball)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "push_image_tag" in str(refused.value.details())
+
+
+def test_network_and_tensorboard(
+    vertex_daemon: DaemonHandle, docker_vertex: FakeVertex, shell_image: str
+) -> None:
+    """Wrong names are refused when added (naming the field and the form); right ones reach the
+    CustomJob."""
+    experiment_id = experiment(vertex_daemon)
+    board = _create_tensorboard(docker_vertex)
+
+    def refusal(**fields: str) -> str:
+        job = vertex_job("main", shell_image)
+        for name, value in fields.items():
+            setattr(job.executor.vertex, name, value)
+        with pytest.raises(grpc.RpcError) as refused:
+            add(vertex_daemon, experiment_id, job)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        return str(refused.value.details())
+
+    details = refusal(network="projects/my-project/global/networks/vpc")
+    assert details.startswith("jobs[0].executor.vertex.network: ")
+    assert "projects/PROJECT_NUMBER/global/networks/NETWORK" in details
+    assert "jobs[0].executor.vertex.tensorboard: " in refusal(tensorboard="my-board")
+    assert "region" in refusal(
+        tensorboard=board.replace("us-central1", "europe-west4"),
+        service_account="sa@test-project.iam.gserviceaccount.com",
+        output_directory="gs://b/run",
+    )
+    assert "jobs[0].executor.vertex.service_account: " in refusal(
+        tensorboard=board, output_directory="gs://b/run"
+    )
+    assert "jobs[0].executor.vertex.output_directory: " in refusal(
+        tensorboard=board, service_account="sa@test-project.iam.gserviceaccount.com"
+    )
+    assert docker_vertex.jobs() == []  # nothing half-created
+
+    job = vertex_job("main", shell_image)
+    job.executor.vertex.network = "projects/123456789012/global/networks/research-vpc"
+    job.executor.vertex.tensorboard = board
+    job.executor.vertex.service_account = "sa@test-project.iam.gserviceaccount.com"
+    job.executor.vertex.output_directory = "gs://b/run"
+    added = add(vertex_daemon, experiment_id, job)
+    wait_state(vertex_daemon, experiment_id, added.work_unit_id, pb.JOB_STATE_SUCCEEDED)
+    [created] = docker_vertex.jobs()
+    assert created.job_spec.network == "projects/123456789012/global/networks/research-vpc"
+    assert created.job_spec.tensorboard == board
+    assert created.job_spec.service_account == "sa@test-project.iam.gserviceaccount.com"
+
+
+def _create_tensorboard(emulator: FakeVertex) -> str:
+    from google.cloud import aiplatform_v1 as aip
+    from google.cloud.aiplatform_v1.services.tensorboard_service.transports.grpc import (
+        TensorboardServiceGrpcTransport,
+    )
+
+    client = aip.TensorboardServiceClient(
+        transport=TensorboardServiceGrpcTransport(channel=grpc.insecure_channel(emulator.address))
+    )
+    operation: Any = client.create_tensorboard(
+        parent="projects/test-project/locations/us-central1",
+        tensorboard=aip.Tensorboard(display_name="daemon test"),
+    )
+    return str(operation.result(timeout=10).name)
+
+
+def test_daemon_network_default(
+    docker_vertex: FakeVertex, state_dir: Path, shell_image: str
+) -> None:
+    flags = daemon_flags(docker_vertex.address)
+    with pytest.raises(daemon_process.DaemonStartError, match="vertex_network"):
+        VertexDaemon(state_dir, [*flags, "--vertex_network=my-vpc"]).start()
+    daemon = VertexDaemon(
+        state_dir, [*flags, "--vertex_network=projects/42/global/networks/default"]
+    )
+    daemon.start()
+    try:
+        experiment_id = experiment(daemon)
+        add(daemon, experiment_id, vertex_job("main", shell_image))
+        deadline = time.monotonic() + 60
+        while not docker_vertex.jobs():  # created by the dispatcher, soon after the add
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        [created] = docker_vertex.jobs()
+        assert created.job_spec.network == "projects/42/global/networks/default"
+    finally:
+        daemon.stop()
 
 
 def test_without_project_or_credentials(

@@ -123,6 +123,15 @@ def test_default_client_goes_with_the_job(monkeypatch: pytest.MonkeyPatch) -> No
         vertex.get_default_client().launch("x", [])
 
 
+def test_network_is_checked_and_sent() -> None:
+    peered = "projects/123456789012/global/networks/research-vpc"
+    executor = xm_local.Vertex(xm.JobRequirements(cpu=4), None, network=peered)
+    assert job_proto.executor_to_proto(executor).vertex.network == peered
+    assert job_proto.executor_to_proto(xm_local.Vertex()).vertex.network == ""
+    with pytest.raises(ValueError, match=r"Vertex\.network: 'research-vpc' is not .*bare name"):
+        xm_local.Vertex(network="research-vpc")
+
+
 def test_tensorboard_settings_must_agree() -> None:
     board = xm_local.TensorboardCapability(name="tb", base_output_directory="bucket/dir")
     assert vertex.tensorboard_settings([xm_local.Vertex(tensorboard=board)]) == (

@@ -7,6 +7,7 @@ import pytest
 from launcher_server.backends.vertex import custom_job
 from launcher_server.jobs import JobKey, LaunchSpec
 from tests.fakes import vertex_checks
+from xmanager.cloud import vertex_names
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 DIGEST = "sha256:" + "ab" * 32
@@ -21,7 +22,7 @@ def spec(name: str, *, replicas: int = 0, reference: str = "r.io/p/img:v1") -> L
             vertex=pb.VertexExecutor(
                 service_account="sa@p.iam.gserviceaccount.com",
                 output_directory="gs://b/out",
-                tensorboard="projects/p/locations/us-central1/tensorboards/1",
+                tensorboard="projects/my-project/locations/us-central1/tensorboards/1",
             )
         ),
     )
@@ -58,7 +59,21 @@ def test_pools_labels_and_name() -> None:
     assert chief.machine_spec.accelerator_count == 2
     assert job.job_spec.service_account == "sa@p.iam.gserviceaccount.com"
     assert job.job_spec.base_output_directory.output_uri_prefix == "gs://b/out"
+    assert job.job_spec.tensorboard == "projects/my-project/locations/us-central1/tensorboards/1"
+    assert job.job_spec.network == ""  # not peered unless asked
     assert custom_job.pool_of(job, "worker") == 1
+
+
+def test_network_is_the_chiefs_else_the_daemons() -> None:
+    peered = "projects/123456789012/global/networks/research-vpc"
+    default = "projects/42/global/networks/default"
+    chief, worker = spec("chief"), spec("worker")
+    chief.job.executor.vertex.network = peered
+    job = custom_job.build([chief, worker], launcher="s", title="t", default_network=default)
+    assert job.job_spec.network == peered
+    assert vertex_checks.check_custom_job("projects/my-project/locations/us-central1", job) is None
+    job = custom_job.build([spec("chief")], launcher="s", title="t", default_network=default)
+    assert job.job_spec.network == default
 
 
 def test_image_uri_forms() -> None:
@@ -76,3 +91,16 @@ def test_refusals() -> None:
         custom_job.build([spec("chief", replicas=2)], launcher="s", title="t")
     with pytest.raises(ValueError, match="at most 4 worker pools"):
         custom_job.build([spec(f"j{i}") for i in range(5)], launcher="s", title="t")
+
+
+def test_resource_names() -> None:
+    assert vertex_names.network_problem("projects/123/global/networks/my-vpc") is None
+    assert "bare name" in (vertex_names.network_problem("my-vpc") or "")
+    assert "by its number" in (
+        vertex_names.network_problem("projects/my-project/global/networks/my-vpc") or ""
+    )
+    assert vertex_names.network_problem("projects/123/global/networks/My_VPC") is not None
+    board = "projects/my-project/locations/europe-west4/tensorboards/7"
+    assert vertex_names.tensorboard_problem(board) is None
+    assert vertex_names.tensorboard_region(board) == "europe-west4"
+    assert vertex_names.tensorboard_problem("my-board") is not None

@@ -17,6 +17,8 @@ from xmanager.launcher.v1 import launcher_pb2 as pb
 pytestmark = pytest.mark.docker
 
 SCRIPT = """
+import asyncio
+
 from absl import app
 from xmanager import xm, xm_local
 from xmanager.cloud import vertex
@@ -27,23 +29,33 @@ TRAIN = 'for a in "$@"; do printf "ARG[%s]\\\\n" "$a"; done; echo "LR[$LR]"; sle
 
 
 def main(_):
-    vertex.set_default_client(vertex.Client(project="test-project", location="us-central1"))
+    client = vertex.Client(project="test-project", location="us-central1")
+    vertex.set_default_client(client)
+    board = asyncio.run(client.get_or_create_tensorboard("vertex e2e"))
+    # The first work unit streams to a TensorBoard from a peered network, as XManager scripts
+    # write it (plus this launcher's service_account and network keywords).
+    streaming = dict(
+        tensorboard=xm_local.TensorboardCapability(name=board, base_output_directory="bkt/e2e"),
+        service_account="trainer@test-project.iam.gserviceaccount.com",
+        network="projects/123456789012/global/networks/research-vpc",
+    )
     with xm_local.create_experiment(experiment_title="vertex e2e") as experiment:
         [image] = experiment.package(
             [xm.Packageable(xm.Container(image_path=IMAGE), xm_local.Vertex.Spec())]
         )
         for nap in ("0", "600"):
+            extra = streaming if nap == "0" else dict()
             experiment.add(
                 xm.JobGroup(
                     trainer=xm.Job(
                         image,
-                        xm_local.Vertex(requirements=xm.JobRequirements(cpu=4, t4=1)),
+                        xm_local.Vertex(requirements=xm.JobRequirements(cpu=4, t4=1), **extra),
                         args=["-c", TRAIN, "train", *VALUES],
                         env_vars={{"LR": "0.1"}},
                     ),
                     worker=xm.Job(
                         image,
-                        xm_local.Caip(requirements=xm.JobRequirements(replicas=2)),
+                        xm_local.Caip(requirements=xm.JobRequirements(replicas=2), **extra),
                         args=["-c", "echo worker $CLOUD_ML_JOB_ID"],
                     ),
                 ),
@@ -75,7 +87,7 @@ def test_launch_show_logs_cancel(
     values = [v for v in TRICKY_VALUES if "\n" not in v]
     script = tmp_path / "launch.py"
     script.write_text(textwrap.dedent(SCRIPT.format(image=shell_image, values=values)))
-    env = daemon.env()
+    env = {**daemon.env(), "XM_VERTEX_ENDPOINT": f"http://{docker_vertex.address}"}
     # As with XManager, the script does not wait for Vertex AI jobs.
     launched = run_cli(["launch", str(script)], env=env, timeout=300)
     output = launched.stdout + launched.stderr
@@ -85,9 +97,16 @@ def test_launch_show_logs_cancel(
     while len(docker_vertex.jobs()) < 2:
         assert time.monotonic() < deadline, docker_vertex.jobs()
         time.sleep(0.2)
-    chief_pool = docker_vertex.jobs()[0].job_spec.worker_pool_specs[0]
+    [first] = [job for job in docker_vertex.jobs() if job.labels["xm-work-unit"] == "1"]
+    chief_pool = first.job_spec.worker_pool_specs[0]
     assert chief_pool.machine_spec.machine_type == "n1-standard-4"
     assert chief_pool.container_spec.image_uri == shell_image
+    [board] = docker_vertex.tensorboards.tensorboards()  # created by the script
+    assert board.display_name == "vertex e2e"
+    assert first.job_spec.tensorboard == board.name
+    assert first.job_spec.base_output_directory.output_uri_prefix == "gs://bkt/e2e"
+    assert first.job_spec.service_account == "trainer@test-project.iam.gserviceaccount.com"
+    assert first.job_spec.network == "projects/123456789012/global/networks/research-vpc"
 
     deadline = time.monotonic() + 120
     while True:

@@ -30,6 +30,7 @@ from launcher_server.errors import FailedPreconditionError, InvalidArgumentError
 from launcher_server.jobs import JobKey, JobObservation, LaunchSpec, UnitKey
 from launcher_server.logs import LogSource
 from xmanager.cloud import vertex_machines as machines
+from xmanager.cloud import vertex_names
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -118,12 +119,67 @@ class VertexBackend(Backend):
                 else "requirements"
             )
             raise InvalidArgumentError(f"{field}.{where}", str(error)) from None
+        self._check_network(job, field)
+        self._check_tensorboard(job, field)
         if not (job.executor.vertex.project or self._default_project()):
             raise FailedPreconditionError(
                 f"{field}: no Google Cloud project for Vertex AI: set GOOGLE_CLOUD_PROJECT (or "
                 "`gcloud config set project PROJECT`) where the daemon runs, start it with "
                 "--vertex_project, or call xmanager.cloud.vertex.set_default_client("
                 "vertex.Client(project=...)) in the launch script"
+            )
+
+    def _check_network(self, job: pb.Job, field: str) -> None:
+        vertex = job.executor.vertex
+        network = custom_job.network(job, self.context.config.vertex_network)
+        problem = vertex_names.network_problem(network) if network else None
+        if problem is None:
+            return
+        where = (
+            f"{field}.executor.vertex.network"
+            if vertex.network
+            else f"{field}: the daemon's --vertex_network"
+        )
+        raise InvalidArgumentError(
+            where,
+            f"{problem}: Vertex AI peers a job with a VPC network named by its project number "
+            "(gcloud projects describe PROJECT --format='value(projectNumber)') and network name",
+        )
+
+    def _check_tensorboard(self, job: pb.Job, field: str) -> None:
+        # What Vertex AI refuses only when the CustomJob is created, refused when it is added.
+        vertex = job.executor.vertex
+        if not vertex.tensorboard:
+            return
+        problem = vertex_names.tensorboard_problem(vertex.tensorboard)
+        if problem:
+            raise InvalidArgumentError(
+                f"{field}.executor.vertex.tensorboard",
+                f"{problem}: give TensorboardCapability(name=...) the instance's resource name "
+                "(xmanager.cloud.vertex.get_default_client().get_or_create_tensorboard(NAME) "
+                "returns it)",
+            )
+        region = vertex.region or self._default_region()
+        if vertex_names.tensorboard_region(vertex.tensorboard) != region:
+            raise InvalidArgumentError(
+                f"{field}.executor.vertex.tensorboard",
+                f"the TensorBoard instance {vertex.tensorboard!r} is not in the job's region "
+                f"{region!r}; Vertex AI needs both in one region: create the instance there or "
+                "run the job in the instance's region (xm_local.Vertex(region=...))",
+            )
+        if not vertex.service_account:
+            raise InvalidArgumentError(
+                f"{field}.executor.vertex.service_account",
+                "Vertex AI streams to a TensorBoard instance only from a job that runs as a "
+                "service account: set xm_local.Vertex(service_account='NAME@PROJECT.iam."
+                "gserviceaccount.com') (XManager uses xmanager@PROJECT.iam.gserviceaccount.com)",
+            )
+        if not vertex.output_directory:
+            raise InvalidArgumentError(
+                f"{field}.executor.vertex.output_directory",
+                "a TensorBoard instance reads the job's logs from its base output directory: set "
+                "TensorboardCapability(base_output_directory='gs://BUCKET/DIR'), or "
+                "$GOOGLE_CLOUD_BUCKET_NAME where the launch script runs",
             )
 
     def availability(self) -> Availability:
@@ -164,7 +220,12 @@ class VertexBackend(Backend):
         chief = specs[0]
         unit = chief.key.unit
         target = self._target(chief.job)
-        request = custom_job.build(specs, launcher=self._launcher, title=chief.experiment_title)
+        request = custom_job.build(
+            specs,
+            launcher=self._launcher,
+            title=chief.experiment_title,
+            default_network=self.context.config.vertex_network,
+        )
         keys = [spec.key for spec in specs]
         # Set by a cancel that arrives while the create is under way.
         cancelled = threading.Event()

@@ -1,7 +1,8 @@
 """One CustomJob per work unit: each of its Vertex jobs a worker pool, the first the chief.
 
 Pure construction (plus the proto-plus types, imported lazily): where the job goes (`Target`),
-its labels, its display name, and each pool's machine, replicas, image, args and env.
+its labels, its display name, each pool's machine, replicas, image, args and env, and the
+chief's service account, output directory, TensorBoard and VPC network for the whole job.
 """
 
 from __future__ import annotations
@@ -111,7 +112,14 @@ def replicas(job: pb.Job) -> int:
     return job.requirements.replicas or job.executor.vertex.replica_count or 1
 
 
-def build(specs: Sequence[LaunchSpec], *, launcher: str, title: str) -> Any:
+def network(job: pb.Job, default: str) -> str:
+    """The VPC network the job is peered with: its own, else the daemon's (may be empty)."""
+    return job.executor.vertex.network or default
+
+
+def build(
+    specs: Sequence[LaunchSpec], *, launcher: str, title: str, default_network: str = ""
+) -> Any:
     """The CustomJob of one work unit's Vertex jobs (specs[0] is the chief).
 
     Raises ValueError for what Vertex cannot run as one CustomJob.
@@ -169,6 +177,9 @@ def build(specs: Sequence[LaunchSpec], *, launcher: str, title: str) -> Any:
         )
     if vertex.tensorboard:
         job_spec["tensorboard"] = vertex.tensorboard
+    peered = network(chief.job, default_network)
+    if peered:
+        job_spec["network"] = peered
     return aip.CustomJob(
         display_name=display_name(title, chief.key),
         labels=labels(launcher, chief.key),

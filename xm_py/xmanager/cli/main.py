@@ -204,6 +204,7 @@ _DAEMON_FLAGS: list[tuple[str, Any, str]] = [
     ("vertex_region", str, "Vertex AI region (default: the environment)."),
     ("vertex_endpoint", str, "Vertex AI API endpoint (http://HOST:PORT: an insecure emulator)."),
     ("vertex_logging_endpoint", str, "Cloud Logging endpoint for Vertex AI jobs' logs."),
+    ("vertex_network", str, "VPC network of Vertex AI jobs: projects/NUMBER/global/networks/NAME"),
     ("vertex_poll_min_seconds", float, "Vertex AI poller's shortest interval."),
     ("vertex_poll_max_seconds", float, "Vertex AI poller's longest quiet interval."),
     ("kubeconfig", str, "kubeconfig for Kubernetes jobs (default $KUBECONFIG or ~/.kube/config)."),

@@ -21,6 +21,7 @@ from xmanager.xm import resources
 from xmanager.xm_local import executors
 
 _DEFAULT_LOCATION = utils.DEFAULT_REGION
+_INSECURE = "http://"
 _default_client: Client | None = None
 
 
@@ -42,13 +43,47 @@ class Client:
         """(TensorBoard resource name, base output directory) shared by all `jobs`."""
         return tensorboard_settings([job.executor for job in jobs])
 
+    def _endpoint(self) -> str:
+        """$XM_VERTEX_ENDPOINT (http://HOST:PORT: an emulator, insecure and without
+        credentials), else the location's regional endpoint."""
+        return os.environ.get("XM_VERTEX_ENDPOINT") or f"{self.location}-aiplatform.googleapis.com"
+
     def _job_client(self) -> Any:
         from google.cloud import aiplatform_v1  # noqa: PLC0415  # heavy
 
-        endpoint = os.environ.get("XM_VERTEX_ENDPOINT") or (
-            f"{self.location}-aiplatform.googleapis.com"
-        )
+        endpoint = self._endpoint()
+        if endpoint.startswith(_INSECURE):
+            import grpc  # noqa: PLC0415
+            from google.cloud.aiplatform_v1.services.job_service.transports.grpc import (  # noqa: PLC0415
+                JobServiceGrpcTransport,
+            )
+
+            channel = grpc.insecure_channel(endpoint.removeprefix(_INSECURE))
+            return aiplatform_v1.JobServiceClient(
+                transport=JobServiceGrpcTransport(channel=channel)
+            )
         return aiplatform_v1.JobServiceClient(client_options={"api_endpoint": endpoint})
+
+    def _tensorboard_client(self) -> Any:
+        """A TensorboardServiceAsyncClient; make it inside the event loop that uses it."""
+        from google.cloud import aiplatform_v1  # noqa: PLC0415
+
+        endpoint = self._endpoint()
+        if endpoint.startswith(_INSECURE):
+            import grpc  # noqa: PLC0415
+            from google.cloud.aiplatform_v1.services.tensorboard_service.transports import (  # noqa: PLC0415
+                grpc_asyncio,
+            )
+
+            channel = grpc.aio.insecure_channel(endpoint.removeprefix(_INSECURE))
+            return aiplatform_v1.TensorboardServiceAsyncClient(
+                transport=grpc_asyncio.TensorboardServiceGrpcAsyncIOTransport(channel=channel)
+            )
+        from google.api_core.client_options import ClientOptions  # noqa: PLC0415
+
+        return aiplatform_v1.TensorboardServiceAsyncClient(
+            client_options=ClientOptions(api_endpoint=endpoint)
+        )
 
     def get_state(self, job_name: str) -> Any:
         """The CustomJob's `aiplatform_v1.JobState`."""
@@ -62,33 +97,30 @@ class Client:
         while int(await asyncio.to_thread(self.get_state, job_name)) not in final:
             await asyncio.sleep(10)
 
-    def _options(self) -> Any:
-        from google.api_core.client_options import ClientOptions  # noqa: PLC0415
-
-        return ClientOptions(api_endpoint=f"{self.location}-aiplatform.googleapis.com")
-
     async def get_or_create_tensorboard(self, name: str) -> str:
         """The resource name of the TensorBoard instance displayed as `name`, created if none."""
         from google.cloud import aiplatform_v1  # noqa: PLC0415
 
-        client = aiplatform_v1.TensorboardServiceAsyncClient(client_options=self._options())
-        pager = await client.list_tensorboards(
-            aiplatform_v1.ListTensorboardsRequest(
-                parent=self.parent, filter=f'display_name="{name}"'
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        async with self._tensorboard_client() as client:
+            pager = await client.list_tensorboards(
+                aiplatform_v1.ListTensorboardsRequest(
+                    parent=self.parent, filter=f'display_name="{quoted}"'
+                )
             )
-        )
-        async for tensorboard in pager:
-            return str(tensorboard.name)
+            async for tensorboard in pager:
+                return str(tensorboard.name)
         return await self.create_tensorboard(name)
 
     async def create_tensorboard(self, name: str) -> str:
+        """Creates a TensorBoard instance displayed as `name`; its resource name once created."""
         from google.cloud import aiplatform_v1  # noqa: PLC0415
 
-        client = aiplatform_v1.TensorboardServiceAsyncClient(client_options=self._options())
-        operation = await client.create_tensorboard(
-            parent=self.parent, tensorboard=aiplatform_v1.Tensorboard(display_name=name)
-        )
-        created: Any = await operation.result()  # type: ignore[no-untyped-call]
+        async with self._tensorboard_client() as client:
+            operation = await client.create_tensorboard(
+                parent=self.parent, tensorboard=aiplatform_v1.Tensorboard(display_name=name)
+            )
+            created: Any = await operation.result()
         return str(created.name)
 
 

@@ -143,9 +143,11 @@ class Vertex(xm.Executor):
     `requirements` and `tensorboard` are XManager's fields. The others are this launcher's
     additions (keyword-only in practice; None lets the daemon decide): `machine_type` pins the
     machine (it must carry the requested accelerator), `service_account`, `output_directory`
-    (base output directory when no TensorBoard gives one), `endpoint` (the Vertex API endpoint)
-    and `region`. The project and region default to `xmanager.cloud.vertex`'s default client
-    when a script set one, else to the daemon's settings.
+    (base output directory when no TensorBoard gives one), `endpoint` (the Vertex API endpoint),
+    `region` and `network` (the VPC network to peer with,
+    projects/PROJECT_NUMBER/global/networks/NAME; None uses the daemon's --vertex_network). The
+    project and region default to `xmanager.cloud.vertex`'s default client when a script set
+    one, else to the daemon's settings.
     """
 
     requirements: xm.JobRequirements = dataclasses.field(default_factory=xm.JobRequirements)
@@ -155,6 +157,7 @@ class Vertex(xm.Executor):
     output_directory: str | None = None
     endpoint: str | None = None
     region: str | None = None
+    network: str | None = None
 
     Spec: ClassVar[type[xm.ExecutorSpec]] = VertexSpec
 
@@ -165,8 +168,21 @@ class Vertex(xm.Executor):
                 f"Vertex.tensorboard must be TensorboardCapability or None, got "
                 f"{self.tensorboard!r}."
             )
-        for field in ("machine_type", "service_account", "output_directory", "endpoint", "region"):
+        for field in (
+            "machine_type",
+            "service_account",
+            "output_directory",
+            "endpoint",
+            "region",
+            "network",
+        ):
             _check_optional_str("Vertex", field, getattr(self, field))
+        if self.network is not None:
+            from xmanager.cloud import vertex_names  # noqa: PLC0415  # pure, needed only here
+
+            problem = vertex_names.network_problem(self.network)
+            if problem:
+                raise ValueError(f"Vertex.network: {problem}.")
 
 
 # XManager's older names.

@@ -131,6 +131,7 @@ def _vertex_to_proto(executor: executors.Vertex) -> pb.VertexExecutor:
         service_account=executor.service_account or "",
         output_directory=output_directory,
         api_endpoint=executor.endpoint or "",
+        network=executor.network or "",
         tensorboard=executor.tensorboard.name if executor.tensorboard else "",
         replica_count=executor.requirements.replicas or 0,
     )

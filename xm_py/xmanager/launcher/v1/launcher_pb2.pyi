@@ -247,7 +247,7 @@ class LocalExecutor(_message.Message):
     def __init__(self, docker_options: _Optional[_Union[DockerOptions, _Mapping]] = ..., gpus: _Optional[int] = ..., stream_output: _Optional[bool] = ..., clean_environment: _Optional[bool] = ...) -> None: ...
 
 class VertexExecutor(_message.Message):
-    __slots__ = ("project", "region", "machine_type", "accelerator_type", "accelerator_count", "replica_count", "service_account", "output_directory", "tensorboard", "api_endpoint")
+    __slots__ = ("project", "region", "machine_type", "accelerator_type", "accelerator_count", "replica_count", "service_account", "output_directory", "tensorboard", "api_endpoint", "network")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     MACHINE_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -258,6 +258,7 @@ class VertexExecutor(_message.Message):
     OUTPUT_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     TENSORBOARD_FIELD_NUMBER: _ClassVar[int]
     API_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     project: str
     region: str
     machine_type: str
@@ -268,7 +269,8 @@ class VertexExecutor(_message.Message):
     output_directory: str
     tensorboard: str
     api_endpoint: str
-    def __init__(self, project: _Optional[str] = ..., region: _Optional[str] = ..., machine_type: _Optional[str] = ..., accelerator_type: _Optional[str] = ..., accelerator_count: _Optional[int] = ..., replica_count: _Optional[int] = ..., service_account: _Optional[str] = ..., output_directory: _Optional[str] = ..., tensorboard: _Optional[str] = ..., api_endpoint: _Optional[str] = ...) -> None: ...
+    network: str
+    def __init__(self, project: _Optional[str] = ..., region: _Optional[str] = ..., machine_type: _Optional[str] = ..., accelerator_type: _Optional[str] = ..., accelerator_count: _Optional[int] = ..., replica_count: _Optional[int] = ..., service_account: _Optional[str] = ..., output_directory: _Optional[str] = ..., tensorboard: _Optional[str] = ..., api_endpoint: _Optional[str] = ..., network: _Optional[str] = ...) -> None: ...
 
 class Toleration(_message.Message):
     __slots__ = ("key", "operator", "value", "effect", "toleration_seconds")
