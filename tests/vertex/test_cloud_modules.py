@@ -118,7 +118,14 @@ def test_default_client_goes_with_the_job(monkeypatch: pytest.MonkeyPatch) -> No
     assert (message.project, message.region) == ("proj-1", "europe-west4")
     assert message.output_directory == "gs://bkt"
     assert message.tensorboard == "projects/p/locations/l/tensorboards/1"
+    # Vertex needs a service account for TensorBoard: XManager's, as its scripts expect.
+    assert message.service_account == "xmanager@proj-1.iam.gserviceaccount.com"
     assert message.replica_count == 2
+    monkeypatch.setenv("XM_GCP_SERVICE_ACCOUNT_NAME", "trainer")
+    assert job_proto.executor_to_proto(executor).vertex.service_account.startswith("trainer@")
+    named = xm_local.Vertex(tensorboard=executor.tensorboard, service_account="me@p.iam")
+    assert job_proto.executor_to_proto(named).vertex.service_account == "me@p.iam"
+    assert not job_proto.executor_to_proto(xm_local.Vertex()).vertex.service_account
     with pytest.raises(NotImplementedError, match=r"experiment\.add"):
         vertex.get_default_client().launch("x", [])
 

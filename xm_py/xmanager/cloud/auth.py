@@ -68,8 +68,13 @@ def enable_apis() -> None:
 
 def get_service_account() -> str:
     """The service account jobs run as: $XM_GCP_SERVICE_ACCOUNT_NAME@PROJECT.iam..."""
+    return service_account_of(str(get_project_name()))
+
+
+def service_account_of(project: str) -> str:
+    """XManager's service account in `project` ($XM_GCP_SERVICE_ACCOUNT_NAME, else xmanager)."""
     name = os.environ.get("XM_GCP_SERVICE_ACCOUNT_NAME", "xmanager")
-    return f"{name}@{get_project_name()}.iam.gserviceaccount.com"
+    return f"{name}@{project}.iam.gserviceaccount.com"
 
 
 def get_bucket() -> str:

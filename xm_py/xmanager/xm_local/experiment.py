@@ -52,7 +52,7 @@ class LocalExperiment(xm.Experiment):
         # Ids are given at creation, as XManager does; the daemon checks they are free.
         self._next_work_unit_id = record.work_unit_count + 1
         self._submitter: Submitter | None = None
-        self._launch_context: tuple[str, dict[str, str]] = ("", {})
+        self._launch_context: tuple[str, dict[Any, Any]] = ("", {})
         self._context_digest = ""
         # One watch stream at a time, shared by whoever needs it: the entered context and each
         # unfinished wait for a unit. The last one to let go closes it, so waits after the
@@ -185,11 +185,11 @@ class LocalExperiment(xm.Experiment):
     def launch_context_digest(self) -> str:
         """The digest of the launch script's working directory and environment now, which
         local binary jobs run with (registered with the submitter when it changed)."""
-        cwd, environ = os.getcwd(), dict(os.environ)
+        cwd, environ = os.getcwd(), _raw_environ()
         if not self._context_digest or (cwd, environ) != self._launch_context:
-            self._launch_context = (cwd, environ)
+            self._launch_context = (cwd, dict(environ))
             self._context_digest = self.submitter.register_context(
-                launch_context.capture(environ, cwd)
+                launch_context.capture(dict(os.environ), cwd)
             )
         return self._context_digest
 
@@ -535,6 +535,16 @@ def list_experiments(limit: int = 100) -> list[LocalExperiment]:
         launcher.stub.ListExperiments, pb.ListExperimentsRequest(page_size=limit)
     )
     return [LocalExperiment(launcher, record) for record in response.experiments]
+
+
+def _raw_environ() -> Mapping[Any, Any]:
+    """The process's environment as it holds it, to tell cheaply whether it changed.
+
+    `os.environ` keeps the variables undecoded in `_data` (CPython, since 3.2): comparing that
+    costs microseconds per add, where decoding the whole environment cost about 0.2 ms.
+    """
+    data = getattr(os.environ, "_data", None)
+    return data if isinstance(data, dict) else dict(os.environ)
 
 
 def _runs_in_launch_context(job: pb.Job) -> bool:

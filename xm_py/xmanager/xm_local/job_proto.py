@@ -120,15 +120,23 @@ def _vertex_to_proto(executor: executors.Vertex) -> pb.VertexExecutor:
     cloud_vertex = sys.modules.get("xmanager.cloud.vertex")
     client = cloud_vertex.configured_client() if cloud_vertex is not None else None
     output_directory = executor.output_directory or ""
+    service_account = executor.service_account or ""
     if executor.tensorboard is not None:
+        from xmanager.cloud import auth, utils  # noqa: PLC0415
         from xmanager.cloud import vertex as cloud  # noqa: PLC0415
 
         _, output_directory = cloud.tensorboard_settings([executor])
+        project = (client.project if client is not None else None) or utils.get_project()
+        if not service_account and project:
+            # Vertex streams to a TensorBoard only from a job with a service account; XManager
+            # runs its jobs as xmanager@PROJECT ($XM_GCP_SERVICE_ACCOUNT_NAME), so an unchanged
+            # script's job does here too (the account is not created: see docs/vertex.md).
+            service_account = auth.service_account_of(project)
     vertex = pb.VertexExecutor(
         project=(client.project or "") if client is not None else "",
         region=executor.region or (client.location if client is not None else ""),
         machine_type=executor.machine_type or "",
-        service_account=executor.service_account or "",
+        service_account=service_account,
         output_directory=output_directory,
         api_endpoint=executor.endpoint or "",
         network=executor.network or "",
