@@ -32,7 +32,7 @@ from xmanager.xm.errors import (
     ExperimentUnitNotCompletedError,
     NotFoundError,
 )
-from xmanager.xm.futures import ExperimentFuture
+from xmanager.xm.futures import ExperimentFuture, result_of
 from xmanager.xm.job_blocks import AuxiliaryUnitJob, Executable, JobGroup, JobType, Packageable
 from xmanager.xm.launched import LaunchedJob
 from xmanager.xm.metadata import MetadataContext
@@ -359,7 +359,7 @@ class Experiment(abc.ABC):
         thread.start()
         self._loop, self._loop_thread = loop, thread
         try:
-            asyncio.run_coroutine_threadsafe(self._on_enter(), loop).result()
+            result_of(asyncio.run_coroutine_threadsafe(self._on_enter(), loop))
         except BaseException:
             self._close_loop()
             raise
@@ -379,7 +379,7 @@ class Experiment(abc.ABC):
         try:
             future = asyncio.run_coroutine_threadsafe(self._exit_async(exc is not None), loop)
             try:
-                errors = future.result()
+                errors = result_of(future)
             except BaseException:
                 # E.g. Ctrl+C while waiting: stop waiting for the jobs, then shut down.
                 future.cancel()

@@ -4,10 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+# How often a thread blocked on a future wakes up. Python runs a signal's handler (Ctrl+C's
+# KeyboardInterrupt) in the main thread, and a signal the kernel hands to another thread does
+# not interrupt the main thread's wait: without waking up, Ctrl+C could go unnoticed until the
+# jobs waited for end.
+_WAKE_SECONDS = 0.25
+
+
+def wait_done(future: concurrent.futures.Future[Any], timeout: float | None = None) -> bool:
+    """Waits until `future` is done or `timeout` passed, responsive to Ctrl+C all along."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not future.done():
+        remaining = _WAKE_SECONDS
+        if deadline is not None:
+            remaining = min(remaining, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+        concurrent.futures.wait([future], timeout=remaining)
+    return True
+
+
+def result_of(future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+    """`future.result(timeout)`, responsive to Ctrl+C while it waits."""
+    if not wait_done(future, timeout):
+        raise TimeoutError(f"not done after {timeout} s")
+    return future.result(0)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -56,7 +83,7 @@ class ExperimentFuture(Generic[T]):
                 "the work it waits for; use `await` instead."
             )
         try:
-            return self._future.result(timeout)
+            return result_of(self._future, timeout)
         finally:
             # A timeout delivers nothing; only an outcome counts as observed.
             self._observed = self._observed or self._future.done()
@@ -65,7 +92,9 @@ class ExperimentFuture(Generic[T]):
         if not self._future.done() and _running_loop() is self._loop:
             raise RuntimeError("ExperimentFuture.exception() would block; use `await` instead.")
         try:
-            return self._future.exception(timeout)
+            if not wait_done(self._future, timeout):
+                raise TimeoutError(f"not done after {timeout} s")
+            return self._future.exception(0)
         finally:
             self._observed = self._observed or self._future.done()
 
