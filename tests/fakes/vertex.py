@@ -289,17 +289,10 @@ class FakeVertex:
         self, request: aip.ListCustomJobsRequest, context: grpc.ServicerContext
     ) -> aip.ListCustomJobsResponse:
         self._before("ListCustomJobs", context)
-        if not vertex_checks.PARENT.fullmatch(request.parent):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"parent: {request.parent!r} is not valid"
-            )
         try:
-            parsed = filters.parse(
-                request.filter,
-                lambda field: field in LIST_FIELDS or field.startswith("labels."),
-            )
-        except filters.FilterError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter: {error}")
+            parsed = vertex_checks.list_filter(request.parent, request.filter, LIST_FIELDS)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         prefix = request.parent + "/customJobs/"
         with self._lock:
             found = [

@@ -6,9 +6,11 @@ Each check returns the problem (Vertex's INVALID_ARGUMENT message) or None.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from google.cloud import aiplatform_v1 as aip
 
+from tests.fakes import filters
 from xmanager.cloud import vertex_machines as machines
 
 PARENT = re.compile(
@@ -24,6 +26,17 @@ LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 MAX_LABELS = 64
 MAX_POOLS = 4
 MAX_DISPLAY_NAME = 128
+
+
+def list_filter(parent: str, text: str, fields: Collection[str]) -> filters.Filter:
+    """The filter of a List call under `parent` (on `fields` and labels); raises ValueError
+    naming what is wrong, as Vertex answers INVALID_ARGUMENT."""
+    if not PARENT.fullmatch(parent):
+        raise ValueError(f"parent: {parent!r} is not valid")
+    try:
+        return filters.parse(text, lambda field: field in fields or field.startswith("labels."))
+    except filters.FilterError as error:
+        raise ValueError(f"filter: {error}") from None
 
 
 def check_labels(labels: dict[str, str], field: str = "custom_job.labels") -> str | None:

@@ -128,17 +128,10 @@ class TensorboardService:
         self, request: aip.ListTensorboardsRequest, context: grpc.ServicerContext
     ) -> aip.ListTensorboardsResponse:
         self._before_call("ListTensorboards", context)
-        if not vertex_checks.PARENT.fullmatch(request.parent):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"parent: {request.parent!r} is not valid"
-            )
         try:
-            parsed = filters.parse(
-                request.filter,
-                lambda field: field in LIST_FIELDS or field.startswith("labels."),
-            )
-        except filters.FilterError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter: {error}")
+            parsed = vertex_checks.list_filter(request.parent, request.filter, LIST_FIELDS)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         if request.order_by:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "order_by is not supported here")
         prefix = request.parent + "/tensorboards/"
