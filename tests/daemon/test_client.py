@@ -156,6 +156,9 @@ def test_ctrl_c_while_waiting_offers_to_cancel(shared_daemon: DaemonHandle, tmp_
     )
     pid, fd = pty.fork()
     if pid == 0:  # the child: the launch script on a terminal, as a user runs it
+        # With Ctrl+C's default action, as on a terminal: a test run started as a background
+        # job inherits SIGINT ignored, and Python would then never raise KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.environ.update(shared_daemon.env())
         os.execv(sys.executable, [sys.executable, "-m", "xmanager.cli", "launch", str(script)])
     output = b""

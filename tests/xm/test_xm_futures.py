@@ -26,9 +26,11 @@ def test_a_wait_notices_ctrl_c_that_the_kernel_gave_another_thread() -> None:
     other.start()
     asleep.wait()
     assert other.ident is not None
-    threading.Timer(0.2, signal.pthread_kill, (other.ident, signal.SIGINT)).start()
     finisher = threading.Timer(5, pending.set_result, (None,))
+    # As on a terminal: a test run started as a background job inherits SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     finisher.start()
+    threading.Timer(0.2, signal.pthread_kill, (other.ident, signal.SIGINT)).start()
     started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -36,6 +38,7 @@ def test_a_wait_notices_ctrl_c_that_the_kernel_gave_another_thread() -> None:
         assert time.monotonic() - started < 3
     finally:
         finisher.cancel()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_result_of_times_out_and_returns_results_and_errors() -> None:
