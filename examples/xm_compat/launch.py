@@ -1,9 +1,10 @@
 """XManager 0.8.5 idioms, unchanged: an async `main` run by absl, a lone Job given
 `{'args': ..., 'env_vars': ...}` by `add`, a JobGroup given args for all its jobs, a derived
-executable name, and a user variable that starts with XM_.
+executable name, a user variable that starts with XM_, and local jobs that run where the
+launch script runs, with its environment (a variable set in the shell reaches them).
 
-    xmanager launch examples/xm_compat/launch.py -- --seeds=3
-    bazel run //examples/xm_compat:launch -- --seeds=3
+    TRACKER_PROJECT=demo xmanager launch examples/xm_compat/launch.py -- --seeds=3
+    TRACKER_PROJECT=demo bazel run //examples/xm_compat:launch -- --seeds=3
 """
 
 from absl import app, flags
@@ -12,8 +13,13 @@ from xmanager import xm, xm_local
 
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Work units in the sweep, one per seed.")
 
-# Each job prints its first flag and its environment: `xmanager logs EXP/WU` shows them.
-_REPORT = 'echo "$0 SEED=${SEED:-} XM_USER_SETTING=$XM_USER_SETTING XM_JOB_NAME=$XM_JOB_NAME"'
+# Each job prints its first flag, its environment and where it runs: `xmanager logs EXP/WU`
+# shows them. TRACKER_PROJECT comes from the shell that ran the launch script, as XManager's
+# local jobs inherit it.
+_REPORT = (
+    'echo "$0 SEED=${SEED:-} XM_USER_SETTING=$XM_USER_SETTING XM_JOB_NAME=$XM_JOB_NAME '
+    'TRACKER_PROJECT=${TRACKER_PROJECT:-} in $(pwd -P)"'
+)
 
 
 @xm.run_in_asyncio_loop

@@ -28,21 +28,25 @@ def _log(daemon: DaemonHandle, experiment_id: int, work_unit_id: int, job: str) 
 
 def test_the_xm_compat_example_runs_as_with_xmanager(daemon: DaemonHandle) -> None:
     script = ROOT / "examples" / "xm_compat" / "launch.py"
-    result = run_cli(["launch", str(script), "--", "--seeds=2"], env=daemon.env())
+    # A variable set in the shell, and the working directory, reach local jobs (XManager's
+    # semantics); run_cli runs the launch script from the repository's root.
+    env = {**daemon.env(), "TRACKER_PROJECT": "compat-demo"}
+    result = run_cli(["launch", str(script), "--", "--seeds=2"], env=env)
     assert result.returncode == 0, result.stderr
     assert "executable: sh" in result.stdout
     [experiment] = daemon.client.stub.ListExperiments(pb.ListExperimentsRequest()).experiments
     units = list_work_units(daemon.client, experiment.id)
     assert [u.status.state for u in units] == [pb.JOB_STATE_SUCCEEDED] * 3
+    where = f" TRACKER_PROJECT=compat-demo in {ROOT.resolve()}"
     # A lone Job: 'args' and 'env_vars' from add merged into it; named after the binary.
     for seed in (0, 1):
         assert _log(daemon, experiment.id, seed + 1, "sh") == (
-            f"--seed={seed} SEED={seed} XM_USER_SETTING=kept XM_JOB_NAME=sh\n"
+            f"--seed={seed} SEED={seed} XM_USER_SETTING=kept XM_JOB_NAME=sh{where}\n"
         )
     # A JobGroup given the same args for all its jobs (xm.get_args_for_all_jobs).
     for job in ("learner", "evaluator"):
         assert _log(daemon, experiment.id, 3, job) == (
-            f"--seed=99 SEED= XM_USER_SETTING=kept XM_JOB_NAME={job}\n"
+            f"--seed=99 SEED= XM_USER_SETTING=kept XM_JOB_NAME={job}{where}\n"
         )
     assert units[0].args_json == '{"args": {"seed": 0}, "env_vars": {"SEED": "0"}}'
 
