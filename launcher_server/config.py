@@ -22,6 +22,8 @@ class DaemonConfig:
     log_cap_bytes: int = 64 * 1024 * 1024
     # Each streaming call (a watch, a follow of logs, a sweep's adds) holds a thread.
     rpc_threads: int = 64
+    # Serve the plain reads from a second process as well (launcher_server/read_process.py).
+    read_process: bool = True
     # Docker Engine's address; empty means $DOCKER_HOST, else unix:///var/run/docker.sock.
     docker_host: str = ""
     # Kubernetes: the kubeconfig (empty: $KUBECONFIG, ~/.kube/config, or in-cluster config)

@@ -32,6 +32,7 @@ from launcher_server.event_hub import EventHub
 from launcher_server.job_dirs import JobDirs
 from launcher_server.jobs import JobKey
 from launcher_server.observations import ObservationQueue
+from launcher_server.read_process import ReadProcess
 from launcher_server.scheduler import Scheduler
 from launcher_server.service import LauncherService
 from launcher_server.store.store import Store
@@ -108,6 +109,7 @@ class Daemon:
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._lock: IO[str] | None = None
+        self._reads: ReadProcess | None = None
 
     def start(self) -> None:
         config = self.config
@@ -123,6 +125,9 @@ class Daemon:
                 if path.name.endswith(".lock"):
                     _log.warning("replacing %s, which other users could open", path)
                     private_dir.replace_private(path)
+        if config.read_process:
+            # First: the read process is forked before this one has threads or open files.
+            self._reads = ReadProcess.fork(state.reads_socket, SERVER_OPTIONS)
         self._lock = acquire_lock(state)
         private_dir.create_private_file(state.pid)
         state.pid.write_text(f"{os.getpid()}\n")
@@ -130,6 +135,8 @@ class Daemon:
             # SQLite gives its WAL and shared-memory files the database file's mode.
             private_dir.create_private_file(state.database)
         self.store = Store.open(config.store_url)
+        if self._reads is not None:
+            self.store.set_change_listener(self._reads.units_changed)
         self.hub = EventHub(self.store.last_event_sequence())
         self.store.set_publisher(self.hub.publish)
         observations = ObservationQueue()
@@ -167,6 +174,8 @@ class Daemon:
         gc.freeze()
         self._server.start()
         os.chmod(state.socket, 0o600)
+        if self._reads is not None:
+            self._reads.serve(config.store_url)
         _log.info(
             "%s %s: socket %s, store %s, up to %d running jobs",
             READY_LINE,
@@ -206,6 +215,8 @@ class Daemon:
 
     def abandon_start(self) -> None:
         """After a failed start: leaves no pid file or lock claiming a daemon runs."""
+        if self._reads is not None:
+            self._reads.stop()
         if self._lock is None:
             return  # another daemon holds the directory: its files are not ours to remove
         self.config.state_dir.pid.unlink(missing_ok=True)
@@ -217,6 +228,9 @@ class Daemon:
         self.hub.close()
         if self._server is not None:
             self._server.stop(grace=_CALLS_GRACE_SECONDS).wait(_CALLS_GRACE_SECONDS + 3)
+        if self._reads is not None:
+            self._reads.stop()
+            self.config.state_dir.reads_socket.unlink(missing_ok=True)
         self.scheduler.stop()
         self.backends.close()
         self.store.close()
@@ -243,6 +257,12 @@ flags.register_validator(
 flags.DEFINE_integer("log_cap_mb", 64, "Per-job log size cap in MiB.")
 flags.DEFINE_integer(
     "rpc_threads", 64, "Calls served at once; each watch or log follow holds one while open."
+)
+flags.DEFINE_bool(
+    "read_process",
+    True,
+    "Serve the plain reads (Get/List of experiments and work units) from a second process too, "
+    "so that they do not wait for the daemon's threads during a sweep.",
 )
 flags.DEFINE_string(
     "docker_host", "", "Docker Engine for container jobs (default $DOCKER_HOST or its socket)."
@@ -297,6 +317,7 @@ def config_from_flags() -> DaemonConfig:
         grace_period=datetime.timedelta(seconds=FLAGS.grace_period_seconds),
         log_cap_bytes=FLAGS.log_cap_mb * 1024 * 1024,
         rpc_threads=FLAGS.rpc_threads,
+        read_process=FLAGS.read_process,
         docker_host=FLAGS.docker_host,
         kubeconfig=FLAGS.kubeconfig,
         kubernetes_context=FLAGS.kubernetes_context,

@@ -1,5 +1,6 @@
 """The `Launcher` gRPC service: each RPC validated, then handed to the store (reads), the
-scheduler (adds and cancels), the watcher (watches) or a job's backend (logs).
+scheduler (adds and cancels), the watcher (watches) or a job's backend (logs). `ReadService`
+is its part that reads the store only.
 
 Every error leaves as one gRPC status: LauncherError subclasses carry their code; anything else
 is INTERNAL with the daemon's log holding the traceback.
@@ -29,6 +30,7 @@ from launcher_server.event_hub import EventHub
 from launcher_server.jobs import JobKey
 from launcher_server.scheduler import Scheduler, SubmitResult
 from launcher_server.store import conversions
+from launcher_server.store.reader import StoreReader
 from launcher_server.store.store import Store
 from launcher_server.watch import Watcher
 from xmanager.launcher.v1 import launcher_pb2 as pb
@@ -54,7 +56,7 @@ def _translate_errors(method: F) -> F:
     """Maps LauncherError to its status code; logs and hides anything unexpected."""
 
     @functools.wraps(method)
-    def wrapper(self: LauncherService, request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapper(self: ReadService, request: Any, context: grpc.ServicerContext) -> Any:
         auth.check(context, self.token)
         try:
             parsing.check(request)
@@ -70,7 +72,7 @@ def _translate_errors(method: F) -> F:
 
     @functools.wraps(method)
     def stream_wrapper(
-        self: LauncherService, request: Any, context: grpc.ServicerContext
+        self: ReadService, request: Any, context: grpc.ServicerContext
     ) -> Iterator[Any]:
         auth.check(context, self.token)
         try:
@@ -89,7 +91,50 @@ def _translate_errors(method: F) -> F:
     return cast(F, stream_wrapper if inspect.isgeneratorfunction(method) else wrapper)
 
 
-class LauncherService(pb_grpc.LauncherServicer):
+class ReadService(pb_grpc.LauncherServicer):
+    """The plain reads, which need nothing but the store: served by the daemon, and by its read
+    process (`launcher_server.read_process`) where no sweep's threads compete with them."""
+
+    def __init__(self, reads: StoreReader, *, token: str | None = None) -> None:
+        # Required from TCP callers when set; Unix-socket callers are trusted (mode 0600).
+        self.token = token
+        self._reads = reads
+
+    @_translate_errors
+    def GetExperiment(
+        self, request: pb.GetExperimentRequest, context: grpc.ServicerContext
+    ) -> pb.Experiment:
+        _positive(request.experiment_id, "experiment_id")
+        return self._reads.get_experiment(request.experiment_id)
+
+    @_translate_errors
+    def ListExperiments(
+        self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
+    ) -> pb.ListExperimentsResponse:
+        validation.check_enums(request)
+        _page_size(request.page_size)
+        return self._reads.list_experiments(request)
+
+    @_translate_errors
+    def GetWorkUnit(
+        self, request: pb.GetWorkUnitRequest, context: grpc.ServicerContext
+    ) -> pb.WorkUnit:
+        _positive(request.experiment_id, "experiment_id")
+        _positive(request.work_unit_id, "work_unit_id")
+        return self._reads.get_work_unit(request.experiment_id, request.work_unit_id)
+
+    @_translate_errors
+    def ListWorkUnits(
+        self, request: pb.ListWorkUnitsRequest, context: grpc.ServicerContext
+    ) -> pb.ListWorkUnitsResponse:
+        validation.check_enums(request)
+        _positive(request.experiment_id, "experiment_id")
+        _page_size(request.page_size)
+        self._reads.check_experiment(request.experiment_id)  # NOT_FOUND for an unknown one
+        return self._reads.list_work_units(request)
+
+
+class LauncherService(ReadService):
     def __init__(
         self,
         store: Store,
@@ -98,8 +143,7 @@ class LauncherService(pb_grpc.LauncherServicer):
         *,
         token: str | None = None,
     ) -> None:
-        # Required from TCP callers when set; Unix-socket callers are trusted (mode 0600).
-        self.token = token
+        super().__init__(store, token=token)
         self._store = store
         self._scheduler = scheduler
         self._hub = hub
@@ -115,21 +159,6 @@ class LauncherService(pb_grpc.LauncherServicer):
     ) -> pb.Experiment:
         validation.validate_create_experiment(request)
         return self._store.create_experiment(request.experiment, request.request_id)
-
-    @_translate_errors
-    def GetExperiment(
-        self, request: pb.GetExperimentRequest, context: grpc.ServicerContext
-    ) -> pb.Experiment:
-        _positive(request.experiment_id, "experiment_id")
-        return self._store.get_experiment(request.experiment_id)
-
-    @_translate_errors
-    def ListExperiments(
-        self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext
-    ) -> pb.ListExperimentsResponse:
-        validation.check_enums(request)
-        _page_size(request.page_size)
-        return self._store.list_experiments(request)
 
     @_translate_errors
     def UpdateExperiment(
@@ -202,24 +231,6 @@ class LauncherService(pb_grpc.LauncherServicer):
             _add_result(request, result)
             for request, result in zip(batch, self._scheduler.submit(batch), strict=True)
         ]
-
-    @_translate_errors
-    def GetWorkUnit(
-        self, request: pb.GetWorkUnitRequest, context: grpc.ServicerContext
-    ) -> pb.WorkUnit:
-        _positive(request.experiment_id, "experiment_id")
-        _positive(request.work_unit_id, "work_unit_id")
-        return self._store.get_work_unit(request.experiment_id, request.work_unit_id)
-
-    @_translate_errors
-    def ListWorkUnits(
-        self, request: pb.ListWorkUnitsRequest, context: grpc.ServicerContext
-    ) -> pb.ListWorkUnitsResponse:
-        validation.check_enums(request)
-        _positive(request.experiment_id, "experiment_id")
-        _page_size(request.page_size)
-        self._store.check_experiment(request.experiment_id)  # NOT_FOUND for an unknown one
-        return self._store.list_work_units(request)
 
     @_translate_errors
     def WatchWorkUnits(

@@ -110,6 +110,11 @@ class UnitCache:
             for key in keys:
                 self._units.pop(key, None)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._units.clear()
+
 
 def repeated_field(number: int, items: Iterable[bytes]) -> bytes:
     """The wire form of a repeated message field holding already serialized messages: a list

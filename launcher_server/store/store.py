@@ -12,19 +12,23 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from launcher_server import aggregation, limits
 from launcher_server.errors import InvalidArgumentError, LauncherError, NotFoundError
 from launcher_server.jobs import JobKey, JobObservation
-from launcher_server.store import adding, conversions, deleting, migrate, observing, reading
+from launcher_server.store import (
+    adding,
+    conversions,
+    deleting,
+    migrate,
+    observing,
+    reader,
+    reading,
+)
 from launcher_server.store.active import ActiveUnits
 from launcher_server.store.batch import Transaction, WatchUpdate
 from launcher_server.store.claim import WriterClaim
@@ -37,25 +41,19 @@ from launcher_server.store.models import (
     LaunchContextRow,
     WorkUnitRow,
 )
+from launcher_server.store.reader import StoreReader
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
 
 FINAL_STATES = aggregation.FINAL_STATES
-_DEFAULT_EXPERIMENT_PAGE = 50
-# Connections kept open, and opened beyond them at a busy moment (each call holds at most one;
-# the daemon serves 64 calls at once by default).
-_POOL_SIZE = 16
-_POOL_OVERFLOW = 64
-_DEFAULT_WORK_UNIT_PAGE = 100
-
 AddOutcome = adding.Outcome
 
 
-class Store:
+class Store(StoreReader):
     def __init__(self, engine: Engine, url_for_messages: str, claim: WriterClaim) -> None:
-        self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Units read recently are kept: exact here, since every write goes through this store.
+        super().__init__(engine, reading.UnitCache())
         self._url = url_for_messages
         self._claim = claim
         # The daemon's writes are serialized in-process: SQLite allows one writer anyway, and on
@@ -63,7 +61,7 @@ class Store:
         self._write_lock = threading.Lock()
         self._publish: Callable[[Sequence[WatchUpdate]], None] = lambda updates: None
         self._log_location: adding.LogLocator = lambda key, job: ""
-        self._units = reading.UnitCache()
+        self._changed: Callable[[Collection[reading.UnitKey]], None] = lambda keys: None
         with self._read() as session:
             self._last_sequence = int(session.scalar(select(func.max(EventRow.sequence))) or 0)
             self._active = ActiveUnits.from_database(session)
@@ -72,24 +70,7 @@ class Store:
     def open(cls, url: str) -> Store:
         """Connects (creating a SQLite file if needed), claims the database for this process
         and migrates it to this daemon's schema."""
-        parsed = make_url(url)
-        safe_url = parsed.render_as_string(hide_password=True)
-        if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            # A connection per concurrent call (WAL: readers never wait for the writer), so
-            # that no read waits for a pooled connection while a sweep is written.
-            engine = create_engine(
-                parsed,
-                connect_args={"check_same_thread": False, "timeout": 10},
-                pool_size=_POOL_SIZE,
-                max_overflow=_POOL_OVERFLOW,
-            )
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(
-                parsed, pool_pre_ping=True, pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW
-            )
+        engine, safe_url = reader.connect(url)
         try:
             claim = WriterClaim.take(engine, safe_url)
         except Exception:
@@ -105,7 +86,7 @@ class Store:
 
     def close(self) -> None:
         self._claim.release()
-        self._engine.dispose()
+        super().close()
 
     @property
     def dialect(self) -> str:
@@ -119,6 +100,15 @@ class Store:
         """Receives every committed batch of work unit updates, in commit order."""
         self._publish = publish
 
+    def set_change_listener(self, listen: Callable[[Collection[reading.UnitKey]], None]) -> None:
+        """Receives the units each commit changed, after the commit and before the call that
+        made it returns (what a copy of the unit cache elsewhere must drop)."""
+        self._changed = listen
+
+    def _units_changed(self, keys: Collection[reading.UnitKey]) -> None:
+        self._units.invalidate(keys)
+        self._changed(keys)
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[Transaction]:
         """One write transaction; its updates are published after the commit, in order."""
@@ -130,12 +120,9 @@ class Store:
             self._last_sequence = transaction.last_sequence
             self._active.commit(transaction.unit_statuses)
             if transaction.unit_statuses:
-                self._units.invalidate(transaction.unit_statuses)
+                self._units_changed(transaction.unit_statuses.keys())
             if transaction.updates:
                 self._publish(transaction.updates)
-
-    def _read(self) -> Session:
-        return self._sessions()
 
     # -- experiments ---------------------------------------------------------------------------
 
@@ -177,66 +164,6 @@ class Store:
             )
             return self._experiment_message(session, row, counts={})
 
-    def get_experiment(self, experiment_id: int) -> pb.Experiment:
-        with self._read() as session:
-            row = session.get(ExperimentRow, experiment_id)
-            if row is None:
-                raise NotFoundError(f"experiment {experiment_id} not found")
-            return self._experiment_message(session, row)
-
-    def list_experiments(self, request: pb.ListExperimentsRequest) -> pb.ListExperimentsResponse:
-        size = request.page_size or _DEFAULT_EXPERIMENT_PAGE
-        after = conversions.parse_page_token(request.page_token)
-        query = select(ExperimentRow).order_by(ExperimentRow.id.desc())
-        if after is not None:
-            query = query.where(ExperimentRow.id < after)
-        if request.title_contains:
-            query = query.where(
-                func.lower(ExperimentRow.title).contains(
-                    request.title_contains.lower(),
-                    autoescape=True,  # % and _ are literal
-                )
-            )
-        if request.creator:
-            query = query.where(ExperimentRow.creator == request.creator)
-        if request.has_work_unit_in_state:
-            query = query.where(
-                ExperimentRow.id.in_(
-                    select(WorkUnitRow.experiment_id).where(
-                        WorkUnitRow.state.in_(list(request.has_work_unit_in_state))
-                    )
-                )
-            )
-        wanted_tags = set(request.tags)
-        response = pb.ListExperimentsResponse()
-        budget = limits.MAX_RESPONSE_BYTES
-        with self._read() as session:
-            # Tags are JSON lists: filtered here, scanning pages until enough match.
-            batch_after = after
-            while len(response.experiments) < size:
-                page_query = query.limit(size * 4 if wanted_tags else size + 1)
-                if batch_after is not None:
-                    page_query = page_query.where(ExperimentRow.id < batch_after)
-                rows = list(session.scalars(page_query))
-                if not rows:
-                    break
-                for row in rows:
-                    if wanted_tags and not wanted_tags <= set(row.tags):
-                        continue
-                    message = self._experiment_message(session, row)
-                    budget -= message.ByteSize()
-                    # A page ends at its size, or at its bytes (never empty).
-                    if len(response.experiments) == size or (budget < 0 and response.experiments):
-                        response.next_page_token = conversions.page_token(
-                            response.experiments[-1].id
-                        )
-                        return response
-                    response.experiments.append(message)
-                batch_after = rows[-1].id
-                if not wanted_tags and len(rows) <= size:
-                    break
-        return response
-
     def update_experiment(self, request: pb.UpdateExperimentRequest) -> pb.Experiment:
         with self._write() as transaction:
             session = transaction.session
@@ -272,7 +199,7 @@ class Store:
         """Deletes an experiment whose units are all final; returns how many units it had."""
         with self._write() as transaction:
             keys = deleting.delete_experiment(transaction, experiment_id, conversions.now())
-        self._units.invalidate(keys)
+        self._units_changed(keys)
         return len(keys)
 
     def experiment_ids_with_active_work(self) -> list[int]:
@@ -285,31 +212,6 @@ class Store:
                     .order_by(WorkUnitRow.experiment_id)
                 )
             )
-
-    def _experiment_message(
-        self, session: Session, row: ExperimentRow, counts: dict[int, int] | None = None
-    ) -> pb.Experiment:
-        if counts is None:
-            rows = session.execute(
-                select(WorkUnitRow.state, func.count())
-                .where(WorkUnitRow.experiment_id == row.id)
-                .group_by(WorkUnitRow.state)
-            )
-            counts = dict(rows.all())  # a Result has keys(): dict() would take it for a mapping
-        return pb.Experiment(
-            id=row.id,
-            title=row.title,
-            tags=row.tags,
-            notes=row.notes,
-            creator=row.creator,
-            create_time=conversions.timestamp(row.create_time),
-            update_time=conversions.timestamp(row.update_time),
-            launch_script_path=row.launch_script_path,
-            launch_script_sha256=row.launch_script_sha256,
-            source_revision=row.source_revision,
-            work_unit_count=sum(counts.values()),
-            work_unit_state_counts=counts,
-        )
 
     # -- work units ----------------------------------------------------------------------------
 
@@ -346,71 +248,6 @@ class Store:
                 each.append(outcome)
                 each_updates.extend(published)
             return each, each_updates
-
-    def get_work_unit(self, experiment_id: int, work_unit_id: int) -> pb.WorkUnit:
-        key = (experiment_id, work_unit_id)
-        unit = self._units.get(key)
-        if unit is not None:
-            return unit
-        generation = self._units.generation
-        with self._engine.connect() as connection:
-            unit = reading.get_unit(connection, key)
-        if unit is not None:
-            self._units.put(key, unit, generation)
-            return unit
-        with self._read() as session:
-            if session.get(ExperimentRow, experiment_id) is None:
-                raise NotFoundError(f"experiment {experiment_id} not found")
-        raise NotFoundError(f"work unit {experiment_id}/{work_unit_id} not found")
-
-    def list_work_units(self, request: pb.ListWorkUnitsRequest) -> pb.ListWorkUnitsResponse:
-        size = request.page_size or _DEFAULT_WORK_UNIT_PAGE
-        after = conversions.parse_page_token(request.page_token)
-        query = (
-            select(WorkUnitRow.experiment_id, WorkUnitRow.work_unit_id)
-            .where(WorkUnitRow.experiment_id == request.experiment_id)
-            .order_by(WorkUnitRow.work_unit_id)
-            .limit(size + 1)
-        )
-        if after is not None:
-            query = query.where(WorkUnitRow.work_unit_id > after)
-        if request.states:
-            query = query.where(WorkUnitRow.state.in_(list(request.states)))
-        generation = self._units.generation
-        with self._engine.connect() as connection:
-            keys = [(e, w) for e, w in connection.execute(query)]
-            more = len(keys) > size
-            keys = keys[:size]
-            # Units read recently come from memory: a dashboard listing a sweep while it runs
-            # costs a conversion only for the units that changed.
-            serialized = {
-                key: data for key in keys if (data := self._units.get_serialized(key)) is not None
-            }
-            units = reading.load_units(connection, [key for key in keys if key not in serialized])
-        for key, unit in units.items():
-            self._units.put(key, unit, generation)
-            serialized[key] = unit.SerializeToString()
-        page: list[bytes] = []
-        budget = limits.MAX_RESPONSE_BYTES
-        for key in keys:
-            budget -= len(serialized[key])
-            if budget < 0 and page:  # a page ends at its bytes too
-                more = True
-                break
-            page.append(serialized[key])
-        response = pb.ListWorkUnitsResponse.FromString(reading.repeated_field(1, page))
-        if more:
-            response.next_page_token = conversions.page_token(response.work_units[-1].work_unit_id)
-        return response
-
-    def check_experiment(self, experiment_id: int) -> None:
-        """Raises NotFoundError for an unknown experiment (cheaper than get_experiment)."""
-        with self._engine.connect() as connection:
-            found = connection.scalar(
-                select(ExperimentRow.id).where(ExperimentRow.id == experiment_id)
-            )
-        if found is None:
-            raise NotFoundError(f"experiment {experiment_id} not found")
 
     def work_unit_ids(self, experiment_id: int, *, active_only: bool = False) -> list[int]:
         """An experiment's work unit ids, ascending; only those not final with `active_only`."""
@@ -538,14 +375,3 @@ class Store:
     def last_event_sequence(self) -> int:
         with self._write_lock:
             return self._last_sequence
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    # WAL: readers never block the writer; NORMAL: durable across a crash of the daemon (only
-    # a power loss can drop the last commits), at a fraction of FULL's fsync cost.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()

@@ -35,6 +35,11 @@ class StateDir:
         return self.root / "launcher.sock"
 
     @property
+    def reads_socket(self) -> Path:
+        """The daemon's read process's gRPC Unix socket (mode 0600): the plain reads only."""
+        return self.root / "reads.sock"
+
+    @property
     def token(self) -> Path:
         """Bearer token for TCP clients (mode 0600), created on the first start."""
         return self.root / "token"

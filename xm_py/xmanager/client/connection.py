@@ -37,6 +37,10 @@ _CHANNEL_OPTIONS = [
     ("grpc.optimization_target", "latency"),
 ]
 
+# Served by the daemon's read process too (launcher_server/read_process.py).
+READ_METHODS = ("GetExperiment", "ListExperiments", "GetWorkUnit", "ListWorkUnits")
+
+Metadata = tuple[tuple[str, str | bytes], ...]
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
@@ -59,6 +63,80 @@ class _BearerToken(grpc.AuthMetadataPlugin):
         callback((("authorization", f"Bearer {self._token}"),), None)
 
 
+class _ReadsFirst(grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
+    """A read sent to the daemon's read process, and to the daemon itself when that process
+    does not answer (not started yet, ended, or a daemon run with --noread_process)."""
+
+    def __init__(
+        self,
+        reads: grpc.UnaryUnaryMultiCallable[Any, Any],
+        daemon: grpc.UnaryUnaryMultiCallable[Any, Any],
+    ) -> None:
+        self._reads = reads
+        self._daemon = daemon
+
+    def __call__(  # noqa: PLR0917  # grpc's signature
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        options: dict[str, Any] = {
+            "metadata": metadata,
+            "credentials": credentials,
+            "compression": compression,
+        }
+        try:
+            return self._reads(request, timeout, wait_for_ready=False, **options)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+        return self._daemon(request, timeout, wait_for_ready=wait_for_ready, **options)
+
+    def with_call(  # noqa: PLR0917  # grpc's signature
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> tuple[Any, grpc.Call]:
+        options: dict[str, Any] = {
+            "metadata": metadata,
+            "credentials": credentials,
+            "compression": compression,
+        }
+        try:
+            return self._reads.with_call(request, timeout, wait_for_ready=False, **options)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+        return self._daemon.with_call(request, timeout, wait_for_ready=wait_for_ready, **options)
+
+    def future(  # noqa: PLR0917  # grpc's signature
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        # Not retried elsewhere: an asynchronous call goes to the daemon.
+        return self._daemon.future(
+            request,
+            timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+
+
 class Launcher:
     """A client of one daemon; thread-safe."""
 
@@ -79,6 +157,16 @@ class Launcher:
         self._restart_lock = threading.Lock()
         self._channel = self._open_channel()
         self.stub = pb_grpc.LauncherStub(self._channel)
+        self._reads_channel: grpc.Channel | None = None
+        if self.is_local:
+            # The plain reads go to the daemon's read process, which no sweep keeps busy.
+            self._reads_channel = grpc.insecure_channel(
+                f"unix:{state.reads_socket}", options=_CHANNEL_OPTIONS
+            )
+            reads = pb_grpc.LauncherStub(self._reads_channel)
+            for name in READ_METHODS:
+                routed = _ReadsFirst(getattr(reads, name), getattr(self.stub, name))
+                setattr(self.stub, name, routed)
         self.server_info = self._handshake()
 
     @property
@@ -158,6 +246,8 @@ class Launcher:
 
     def close(self) -> None:
         self._channel.close()
+        if self._reads_channel is not None:
+            self._reads_channel.close()
 
 
 def connect(state_dir: str | os.PathLike[str] | None = None, *, autostart: bool = True) -> Launcher:
