@@ -126,7 +126,7 @@ class Daemon:
                     _log.warning("replacing %s, which other users could open", path)
                     private_dir.replace_private(path)
         if config.read_process:
-            # First: the read process is forked before this one has threads or open files.
+            # First: the read process is forked before this one has threads or locks.
             self._reads = ReadProcess.fork(state.reads_socket, SERVER_OPTIONS)
         self._lock = acquire_lock(state)
         private_dir.create_private_file(state.pid)

@@ -127,7 +127,10 @@ class ReadProcess:
                 pass  # it ended: the reaper says why
 
     def _reap(self) -> None:
-        _, status = os.waitpid(self.pid, 0)
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:  # reaped by someone else: it ended, how is unknown
+            status = 0
         self._ended.set()
         if self._pipe is not None:  # not asked to stop
             _log.warning(
@@ -148,7 +151,8 @@ class ReadProcess:
             self._reaper.start()
         if not self._ended.wait(_STOP_SECONDS):
             _log.warning("the read process (pid %d) did not end: killing it", self.pid)
-            os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
             self._ended.wait(_STOP_SECONDS)
 
 

@@ -211,6 +211,9 @@ def test_reads_go_to_the_daemon_when_the_read_process_is_gone(
     request = pb.GetWorkUnitRequest(experiment_id=experiment_id, work_unit_id=work_unit_id)
     for _ in range(20):  # the socket is still there, nobody listens
         assert daemon.client.stub.GetWorkUnit(request, timeout=5).work_unit_id == work_unit_id
+    unit, call = daemon.client.stub.GetWorkUnit.with_call(request, timeout=5)
+    assert unit.work_unit_id == work_unit_id
+    assert call.code() == grpc.StatusCode.OK
     deadline = time.monotonic() + 10
     while "the daemon serves reads itself" not in daemon.state.log.read_text():
         assert time.monotonic() < deadline, "the daemon did not notice"

@@ -199,6 +199,7 @@ _DAEMON_FLAGS: list[tuple[str, Any, str]] = [
     ("grace_period_seconds", float, "Default SIGTERM-to-SIGKILL delay on cancel."),
     ("log_cap_mb", int, "Per-job log size cap in MiB."),
     ("rpc_threads", int, "Calls served at once; each watch or log follow holds one while open."),
+    ("read_process", bool, "Serve the plain reads from a second process too (default on)."),
     ("docker_host", str, "Docker Engine for container jobs (default $DOCKER_HOST or its socket)."),
     ("vertex_project", str, "Vertex AI project (default: the environment)."),
     ("vertex_region", str, "Vertex AI region (default: the environment)."),

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 
@@ -84,17 +84,8 @@ class _ReadsFirst(grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        options: dict[str, Any] = {
-            "metadata": metadata,
-            "credentials": credentials,
-            "compression": compression,
-        }
-        try:
-            return self._reads(request, timeout, wait_for_ready=False, **options)
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-        return self._daemon(request, timeout, wait_for_ready=wait_for_ready, **options)
+        options = {"metadata": metadata, "credentials": credentials, "compression": compression}
+        return self._first("__call__", request, timeout, wait_for_ready, options)
 
     def with_call(  # noqa: PLR0917  # grpc's signature
         self,
@@ -105,17 +96,11 @@ class _ReadsFirst(grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> tuple[Any, grpc.Call]:
-        options: dict[str, Any] = {
-            "metadata": metadata,
-            "credentials": credentials,
-            "compression": compression,
-        }
-        try:
-            return self._reads.with_call(request, timeout, wait_for_ready=False, **options)
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-        return self._daemon.with_call(request, timeout, wait_for_ready=wait_for_ready, **options)
+        options = {"metadata": metadata, "credentials": credentials, "compression": compression}
+        return cast(
+            tuple[Any, grpc.Call],
+            self._first("with_call", request, timeout, wait_for_ready, options),
+        )
 
     def future(  # noqa: PLR0917  # grpc's signature
         self,
@@ -126,7 +111,7 @@ class _ReadsFirst(grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        # Not retried elsewhere: an asynchronous call goes to the daemon.
+        # Its failure comes too late to ask the daemon instead: it goes to the daemon.
         return self._daemon.future(
             request,
             timeout,
@@ -135,6 +120,22 @@ class _ReadsFirst(grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
             wait_for_ready=wait_for_ready,
             compression=compression,
         )
+
+    def _first(
+        self,
+        call: str,
+        request: Any,
+        timeout: float | None,
+        wait_for_ready: bool | None,
+        options: dict[str, Any],
+    ) -> Any:
+        try:
+            return getattr(self._reads, call)(request, timeout, wait_for_ready=False, **options)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+        daemon = getattr(self._daemon, call)
+        return daemon(request, timeout, wait_for_ready=wait_for_ready, **options)
 
 
 class Launcher:
