@@ -47,8 +47,6 @@ FINAL = {
     State.JOB_STATE_PARTIALLY_SUCCEEDED,
 }
 ACTIVE = {State.JOB_STATE_QUEUED, State.JOB_STATE_PENDING, State.JOB_STATE_RUNNING}
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 LIST_FIELDS = ("display_name", "state", "create_time", "update_time", "name")
 
 
@@ -300,13 +298,11 @@ class FakeVertex:
                 for name, job in self._jobs.items()
                 if name.startswith(prefix) and filters.matches(parsed, _record(job))
             ]
-        page_size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
-        offset = int(request.page_token or 0)
-        page = found[offset : offset + page_size]
-        more = offset + page_size < len(found)
-        return aip.ListCustomJobsResponse(
-            custom_jobs=page, next_page_token=str(offset + page_size) if more else ""
-        )
+        try:
+            page, next_token = vertex_checks.page_of(found, request.page_size, request.page_token)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return aip.ListCustomJobsResponse(custom_jobs=page, next_page_token=next_token)
 
     def cancel_custom_job(
         self, request: aip.CancelCustomJobRequest, context: grpc.ServicerContext

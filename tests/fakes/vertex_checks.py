@@ -6,7 +6,8 @@ Each check returns the problem (Vertex's INVALID_ARGUMENT message) or None.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import TypeVar
 
 from google.cloud import aiplatform_v1 as aip
 
@@ -26,6 +27,26 @@ LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 MAX_LABELS = 64
 MAX_POOLS = 4
 MAX_DISPLAY_NAME = 128
+
+# A List call's page: Vertex's default and largest sizes.
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+T = TypeVar("T")
+
+
+def page_of(items: Sequence[T], page_size: int, token: str) -> tuple[Sequence[T], str]:
+    """The page of a List call's results that `token` starts (the first for ""), and the next
+    page's token ("" after the last); raises ValueError for a token this server did not give."""
+    size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+    if not token:
+        offset = 0
+    elif token.isdigit():
+        offset = int(token)
+    else:
+        raise ValueError(f"page_token: {token!r} is not a token this call returned")
+    more = offset + size < len(items)
+    return items[offset : offset + size], str(offset + size) if more else ""
 
 
 def list_filter(parent: str, text: str, fields: Collection[str]) -> filters.Filter:

@@ -26,8 +26,6 @@ from tests.fakes import cloud_logging, filters, vertex_checks
 
 SERVICE = "google.cloud.aiplatform.v1.TensorboardService"
 OPERATIONS = "google.longrunning.Operations"
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 LIST_FIELDS = ("display_name", "displayName", "name", "create_time", "update_time")
 
 
@@ -141,13 +139,11 @@ class TensorboardService:
                 for name, board in self._boards.items()
                 if name.startswith(prefix) and filters.matches(parsed, _record(board))
             ]
-        page_size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
-        offset = int(request.page_token or 0)
-        more = offset + page_size < len(found)
-        return aip.ListTensorboardsResponse(
-            tensorboards=found[offset : offset + page_size],
-            next_page_token=str(offset + page_size) if more else "",
-        )
+        try:
+            page, next_token = vertex_checks.page_of(found, request.page_size, request.page_token)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return aip.ListTensorboardsResponse(tensorboards=page, next_page_token=next_token)
 
     def handlers(self) -> list[grpc.GenericRpcHandler[Any, Any]]:
         def unary(method: Any, request_type: Any) -> Any:

@@ -85,6 +85,8 @@ def test_life_cycle_and_list_filters(simulated_vertex: FakeVertex) -> None:
     )
     assert sorted(j.name for j in odd) == sorted(c.name for c in created[1::2])
     assert simulated_vertex.calls["ListCustomJobs"] == 2  # one page each, the pager follows
+    with pytest.raises(exceptions.InvalidArgument, match="page_token"):
+        list(client.list_custom_jobs(request={"parent": PARENT, "page_token": "not-ours"}))
     since = job.update_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     recent = client.list_custom_jobs(
         request={"parent": PARENT, "filter": f'labels.xm-experiment:* AND update_time>="{since}"'}

@@ -73,6 +73,8 @@ def test_tensorboard_requests_are_checked(simulated_vertex: FakeVertex) -> None:
         )
     with pytest.raises(exceptions.InvalidArgument, match="filter"):
         boards.list_tensorboards(request={"parent": PARENT, "filter": "region=x"})
+    with pytest.raises(exceptions.InvalidArgument, match="page_token"):
+        list(boards.list_tensorboards(request={"parent": PARENT, "page_token": "x"}))
     with pytest.raises(exceptions.NotFound):
         boards.get_tensorboard(name=PARENT + "/tensorboards/1")
 
