@@ -48,6 +48,7 @@ _MAX_BATCH = 5000
 _LINGER_BELOW = 200
 _LINGER_SECONDS = 0.01
 _RECORD_RETRY_SECONDS = 60.0
+_CONTEXTS_KEPT = 64  # launch contexts kept in memory (the dispatcher's only: one thread)
 # What a backend's start raises when jobs cannot start (anything else is a bug in it).
 _START_ERRORS = (BackendUnavailableError, ValueError, KeyError, OSError)
 
@@ -105,7 +106,9 @@ class Scheduler:
         self._holding: set[JobKey] = set()
         self._titles: dict[int, str] = {}
         self._known_contexts: set[str] = set()
-        self._contexts: dict[str, pb.LaunchContext] = {}
+        # Launch contexts of recent starts, by digest: a sweep's jobs share one, and a whole
+        # environment each, they are not kept for the daemon's whole life.
+        self._contexts: collections.OrderedDict[str, pb.LaunchContext] = collections.OrderedDict()
         self._stopping = False
         self._threads = [
             threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True),
@@ -211,10 +214,14 @@ class Scheduler:
         if not digest:
             return None
         context = self._contexts.get(digest)
-        if context is None:
-            context = self._store.launch_context(digest)
-            if context is not None:
-                self._contexts[digest] = context
+        if context is not None:
+            self._contexts.move_to_end(digest)
+            return context
+        context = self._store.launch_context(digest)
+        if context is not None:
+            self._contexts[digest] = context
+            if len(self._contexts) > _CONTEXTS_KEPT:
+                self._contexts.popitem(last=False)
         return context
 
     def _enqueue(self, work_unit: pb.WorkUnit) -> None:
