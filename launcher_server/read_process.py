@@ -69,7 +69,6 @@ class ReadProcess:
         self._serving = False
         self._lock = threading.Lock()  # one writer of the pipe at a time: whole keys, in order
         self._ended = threading.Event()
-        self._reaper: threading.Thread | None = None
 
     @classmethod
     def fork(cls, socket: Path, server_options: Sequence[tuple[str, Any]]) -> ReadProcess | None:
@@ -96,12 +95,12 @@ class ReadProcess:
         with contextlib.suppress(OSError):  # a smaller pipe only overflows sooner
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         os.set_blocking(write_end, False)  # the daemon never waits for its read process
-        return cls(pid, write_end, overflows)
+        process = cls(pid, write_end, overflows)
+        threading.Thread(target=process._reap, name="read-process", daemon=True).start()
+        return process
 
     def serve(self, store_url: str) -> None:
         """The store is ready: the read process opens it and starts serving."""
-        self._reaper = threading.Thread(target=self._reap, name="read-process", daemon=True)
-        self._reaper.start()
         with self._lock:
             if self._pipe is None:
                 return
@@ -112,11 +111,11 @@ class ReadProcess:
 
     def units_changed(self, keys: Collection[reading.UnitKey]) -> None:
         """Tells the read process to drop these units (called after each commit)."""
-        data = b"".join(_KEY.pack(*key) for key in keys)
         step = _KEYS_PER_WRITE * _KEY.size
         with self._lock:
             if not self._serving or self._pipe is None:
                 return  # it opens the store after these commits: it never saw the old units
+            data = b"".join(_KEY.pack(*key) for key in keys)
             try:
                 for start in range(0, len(data), step):
                     os.write(self._pipe, data[start : start + step])
@@ -146,9 +145,6 @@ class ReadProcess:
                 return
             pipe, self._pipe = self._pipe, None
             os.close(pipe)
-        if self._reaper is None:  # never served: nobody waits for it yet
-            self._reaper = threading.Thread(target=self._reap, name="read-process", daemon=True)
-            self._reaper.start()
         if not self._ended.wait(_STOP_SECONDS):
             _log.warning("the read process (pid %d) did not end: killing it", self.pid)
             with contextlib.suppress(ProcessLookupError):

@@ -41,7 +41,6 @@ from launcher_server.store.models import (
     LaunchContextRow,
     WorkUnitRow,
 )
-from launcher_server.store.reader import StoreReader
 from xmanager.launcher.v1 import launcher_pb2 as pb
 
 _log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ FINAL_STATES = aggregation.FINAL_STATES
 AddOutcome = adding.Outcome
 
 
-class Store(StoreReader):
+class Store(reader.StoreReader):
     def __init__(self, engine: Engine, url_for_messages: str, claim: WriterClaim) -> None:
         # Units read recently are kept: exact here, since every write goes through this store.
         super().__init__(engine, reading.UnitCache())

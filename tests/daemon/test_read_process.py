@@ -17,6 +17,7 @@ import pytest
 from launcher_server import read_process
 from launcher_server.read_process import ReadProcess
 from tests.support.daemon import DaemonHandle, local_job, make_executable
+from xmanager.client import daemon_process
 from xmanager.client.connection import READ_METHODS
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
@@ -42,14 +43,6 @@ def _read_process_pid(daemon: DaemonHandle, timeout: float = 10) -> int:
                         return int(proc.name)
         time.sleep(0.05)
     raise TimeoutError("no read process")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _experiment_with_unit(daemon: DaemonHandle, tmp_path: Path) -> tuple[int, int]:
@@ -185,7 +178,7 @@ def test_the_read_process_ends_with_the_daemon_however_it_ends(state_dir: Path) 
     reader = _read_process_pid(killed)
     killed.kill()
     deadline = time.monotonic() + 10
-    while _alive(reader):
+    while daemon_process.alive(reader):
         assert time.monotonic() < deadline, "the read process outlived a killed daemon"
         time.sleep(0.02)
     # The next daemon starts at once (nothing of the old one holds the state directory), and
@@ -196,7 +189,7 @@ def test_the_read_process_ends_with_the_daemon_however_it_ends(state_dir: Path) 
         second = _read_process_pid(again)
         assert second != reader
         again.stop()
-        assert not _alive(second)
+        assert not daemon_process.alive(second)
         assert not again.state.reads_socket.exists()
     finally:
         again.stop()
@@ -218,7 +211,7 @@ def test_reads_go_to_the_daemon_when_the_read_process_is_gone(
     while "the daemon serves reads itself" not in daemon.state.log.read_text():
         assert time.monotonic() < deadline, "the daemon did not notice"
         time.sleep(0.05)
-    assert _alive(daemon.pid)
+    assert daemon_process.alive(daemon.pid)
 
 
 def test_a_daemon_without_read_process_serves_the_reads(state_dir: Path) -> None:
