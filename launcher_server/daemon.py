@@ -54,6 +54,7 @@ SERVER_OPTIONS = [
 READY_LINE = "xmanager launcher ready"
 # The longest a stop takes (`xmanager daemon stop` waits twice as long).
 STOP_SECONDS = 15.0
+_SIGNAL_CHECK_SECONDS = 0.5
 # In-flight calls get this long to finish when the daemon stops; then they are cancelled.
 _CALLS_GRACE_SECONDS = 2.0
 
@@ -208,7 +209,10 @@ class Daemon:
         return server
 
     def wait(self) -> None:
-        self._stopped.wait()
+        # In slices: a signal the kernel hands to another thread only sets a flag, which the
+        # main thread reads when it runs again; blocked for good, it would never stop.
+        while not self._stopped.wait(_SIGNAL_CHECK_SECONDS):
+            pass
 
     def request_stop(self) -> None:
         self._stopped.set()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -124,6 +126,27 @@ def test_cli_daemon_start_status_stop(state_dir: Path) -> None:
     assert "stopped" in stop.stdout
     assert not StateDir.resolve(state_dir).socket.exists()
     assert run_cli(["daemon", "status"], env=env).returncode == 3
+
+
+def test_a_sigterm_the_kernel_hands_to_another_thread_still_stops_the_daemon(
+    state_dir: Path,
+) -> None:
+    # kill(2) may deliver a process's signal to any of its threads; the main thread, which
+    # runs Python's handler, must notice. tgkill picks a thread other than the main one.
+    handle = DaemonHandle(state_dir)
+    handle.start()
+    handle.client.stub.GetServerInfo(pb.GetServerInfoRequest())
+    handle.client.close()
+    other = next(
+        int(tid) for tid in os.listdir(f"/proc/{handle.pid}/task") if int(tid) != handle.pid
+    )
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(handle.pid, other, signal.SIGTERM) == 0, ctypes.get_errno()
+    deadline = time.monotonic() + 10
+    while daemon_process.alive(handle.pid):
+        assert time.monotonic() < deadline, "the daemon ignored a SIGTERM"
+        time.sleep(0.05)
+    assert not handle.state.socket.exists()
 
 
 def test_one_daemon_per_state_directory(daemon: DaemonHandle) -> None:
