@@ -69,17 +69,26 @@ class UnitCache:
     """Recently read whole units, serialized, dropped as soon as a write changes them.
 
     Exact because every write goes through the store: `invalidate` runs after each commit. A
-    read that overlapped a commit is not cached (it may hold what the commit changed).
+    read that overlapped a commit changing one of its units does not cache that unit (it may
+    hold what the commit changed); its other units are cached, so a dashboard listing a sweep
+    while it runs reconverts only the units that changed.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = 4096, changes_kept: int = 8192) -> None:
         self._lock = threading.Lock()
         self._units: collections.OrderedDict[UnitKey, bytes] = collections.OrderedDict()
         self._capacity = capacity
         self._generation = 0
+        # The generation each recently changed unit was last invalidated at, oldest first.
+        self._changed: collections.OrderedDict[UnitKey, int] = collections.OrderedDict()
+        self._changes_kept = changes_kept
+        # Reads begun before this generation are not cached: changes they overlapped were
+        # forgotten (or everything was dropped).
+        self._floor = 0
 
     @property
     def generation(self) -> int:
+        """Taken before a read: `put` then knows which commits the read may have overlapped."""
         with self._lock:
             return self._generation
 
@@ -95,9 +104,11 @@ class UnitCache:
             return data
 
     def put(self, key: UnitKey, unit: pb.WorkUnit, generation: int) -> None:
+        """Caches a unit read from the store by a read begun at `generation`, unless a commit
+        changed it since."""
         data = unit.SerializeToString()
         with self._lock:
-            if generation != self._generation:
+            if generation < self._floor or self._changed.get(key, -1) > generation:
                 return
             self._units[key] = data
             self._units.move_to_end(key)
@@ -109,11 +120,18 @@ class UnitCache:
             self._generation += 1
             for key in keys:
                 self._units.pop(key, None)
+                self._changed[key] = self._generation
+                self._changed.move_to_end(key)
+            while len(self._changed) > self._changes_kept:
+                _, forgotten = self._changed.popitem(last=False)
+                self._floor = max(self._floor, forgotten)
 
     def clear(self) -> None:
         with self._lock:
             self._generation += 1
+            self._floor = self._generation
             self._units.clear()
+            self._changed.clear()
 
 
 def repeated_field(number: int, items: Iterable[bytes]) -> bytes:
