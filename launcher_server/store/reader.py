@@ -7,6 +7,7 @@ recently read units in a cache that whoever writes keeps exact.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,10 @@ class StoreReader:
                 rows = list(session.scalars(page_query))
                 if not rows:
                     break
-                for row in rows:
-                    if wanted_tags and not wanted_tags <= set(row.tags):
-                        continue
-                    message = self._experiment_message(session, row)
+                matching = [row for row in rows if not wanted_tags or wanted_tags <= set(row.tags)]
+                counts = _state_counts(session, [row.id for row in matching])
+                for row in matching:
+                    message = self._experiment_message(session, row, counts[row.id])
                     budget -= message.ByteSize()
                     # A page ends at its size, or at its bytes (never empty).
                     if len(response.experiments) == size or (budget < 0 and response.experiments):
@@ -146,12 +147,7 @@ class StoreReader:
         self, session: Session, row: ExperimentRow, counts: dict[int, int] | None = None
     ) -> pb.Experiment:
         if counts is None:
-            rows = session.execute(
-                select(WorkUnitRow.state, func.count())
-                .where(WorkUnitRow.experiment_id == row.id)
-                .group_by(WorkUnitRow.state)
-            )
-            counts = dict(rows.all())  # a Result has keys(): dict() would take it for a mapping
+            counts = _state_counts(session, [row.id])[row.id]
         return pb.Experiment(
             id=row.id,
             title=row.title,
@@ -231,3 +227,16 @@ class StoreReader:
             )
         if found is None:
             raise NotFoundError(f"experiment {experiment_id} not found")
+
+
+def _state_counts(session: Session, experiment_ids: Sequence[int]) -> dict[int, dict[int, int]]:
+    """Each experiment's work units per state, in one query for a page of experiments."""
+    counts: dict[int, dict[int, int]] = {experiment_id: {} for experiment_id in experiment_ids}
+    rows = session.execute(
+        select(WorkUnitRow.experiment_id, WorkUnitRow.state, func.count())
+        .where(WorkUnitRow.experiment_id.in_(experiment_ids))
+        .group_by(WorkUnitRow.experiment_id, WorkUnitRow.state)
+    )
+    for experiment_id, state, count in rows:
+        counts[experiment_id][state] = count
+    return counts
