@@ -100,9 +100,10 @@ def test_jobs_get_their_env_the_xm_variables_and_a_working_directory(
     assert env["XM_JOB_NAME"] == "learner"
     assert env["XM_JOB_PEERS"] == "learner,actor"
     assert env["PATH"]
-    # Its own process group and session, a private working directory, no stdin.
+    # Its own process group in the supervisor's session (one scheduling group for all jobs), a
+    # private working directory, no stdin.
     assert learner["pgid"]
-    assert learner["sid"]
+    assert not learner["sid"]
     assert learner["stdin"] == ""
     job_dir = daemon.state.job_dir(experiment_id, unit.work_unit_id, "learner")
     assert learner["cwd"] == str(job_dir / "workdir")

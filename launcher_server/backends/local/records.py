@@ -191,7 +191,7 @@ def kill_unrecorded_job(key: JobKey, started: Started) -> bool:
     """SIGKILLs the process group of a job whose supervisor died between spawning it and
     recording its pid; True when one was found.
 
-    The job is found by what it was started with: a session leader whose environment names
+    The job is found by what it was started with: a process group leader whose environment names
     the job (XM_EXPERIMENT_ID, XM_WORK_UNIT_ID, XM_JOB_NAME) and which started within moments
     of the supervisor's "starting" record. Rare (a window of microseconds), so a scan is fine.
     """
@@ -208,7 +208,7 @@ def kill_unrecorded_job(key: JobKey, started: Started) -> bool:
             continue
         pid = int(entry)
         try:
-            if os.getsid(pid) != pid:
+            if os.getpgid(pid) != pid:
                 continue
             with open(f"/proc/{pid}/environ", "rb") as f:
                 environ = set(f.read().split(b"\0"))
