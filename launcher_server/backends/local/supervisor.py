@@ -320,7 +320,7 @@ class Supervisor:
                 setsigdef=_DEFAULT_SIGNALS,
                 setsigmask=(),
             )
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: an argument posix_spawn refuses
             for fd in (out_r, err_r):
                 os.close(fd)
             logs.write("stderr", f"launcher: cannot execute {request.argv[0]}: {error}\n".encode())
