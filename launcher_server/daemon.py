@@ -164,7 +164,9 @@ class Daemon:
             if state.token in exposed:
                 state.token.unlink()  # others could read it: a new one
             token = auth.load_or_create_token(state.token)
-        service = LauncherService(self.store, self.scheduler, self.hub, token=token)
+        service = LauncherService(
+            self.store, self.scheduler, self.hub, token=token, read_process=self._reads is not None
+        )
         self._server = self._build_server(service)
         # What exists now (imported modules, the store's metadata, recovered state) lives as
         # long as the daemon: out of the cyclic collector's reach, a full collection during a

@@ -33,6 +33,7 @@ from launcher_server.store import conversions
 from launcher_server.store.reader import StoreReader
 from launcher_server.store.store import Store
 from launcher_server.watch import Watcher
+from xmanager.launcher import contract
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 
@@ -142,8 +143,12 @@ class LauncherService(ReadService):
         hub: EventHub,
         *,
         token: str | None = None,
+        read_process: bool = False,
     ) -> None:
         super().__init__(store, token=token)
+        self._capabilities = CAPABILITIES + (
+            (contract.READ_PROCESS_CAPABILITY,) if read_process else ()
+        )
         self._store = store
         self._scheduler = scheduler
         self._hub = hub
@@ -338,7 +343,7 @@ class LauncherService(ReadService):
         info = pb.ServerInfo(
             version=xmanager.__version__,
             api_version=API_VERSION,
-            capabilities=CAPABILITIES,
+            capabilities=self._capabilities,
             store=self._store.dialect,
             pid=os.getpid(),
             start_time=self._start_time,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import mmap
 import os
 import signal
+import socket
 import stat
 import time
 import uuid
@@ -19,6 +20,7 @@ from launcher_server.read_process import ReadProcess
 from tests.support.daemon import DaemonHandle, local_job, make_executable
 from xmanager.client import daemon_process
 from xmanager.client.connection import READ_METHODS
+from xmanager.launcher.contract import READ_PROCESS_CAPABILITY
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 
@@ -96,6 +98,7 @@ def test_the_read_process_answers_the_reads_while_the_daemon_is_frozen(
 
 def test_the_read_process_serves_exactly_the_routed_reads(daemon: DaemonHandle) -> None:
     _read_process_pid(daemon)
+    assert READ_PROCESS_CAPABILITY in daemon.client.server_info.capabilities
     assert stat.S_IMODE(daemon.state.reads_socket.stat().st_mode) == 0o600
     channel = grpc.insecure_channel(f"unix:{daemon.state.reads_socket}")
     try:
@@ -217,14 +220,25 @@ def test_reads_go_to_the_daemon_when_the_read_process_is_gone(
 def test_a_daemon_without_read_process_serves_the_reads(state_dir: Path) -> None:
     daemon = DaemonHandle(state_dir, ["--noread_process"])
     daemon.start()
+    # Its clients do not even try the read socket: it says it has no read process.
+    assert READ_PROCESS_CAPABILITY not in daemon.client.server_info.capabilities
+    assert not daemon.state.reads_socket.exists()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(daemon.state.reads_socket))
+    listener.listen()
+    listener.setblocking(False)
     try:
         stub = daemon.client.stub
         experiment_id = stub.CreateExperiment(
             pb.CreateExperimentRequest(experiment=pb.Experiment(title="alone"))
         ).id
-        assert stub.GetExperiment(pb.GetExperimentRequest(experiment_id=experiment_id)).id
-        assert not daemon.state.reads_socket.exists()
+        for _ in range(3):
+            assert stub.GetExperiment(pb.GetExperimentRequest(experiment_id=experiment_id)).id
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
     finally:
+        listener.close()
+        daemon.state.reads_socket.unlink(missing_ok=True)
         daemon.stop()
 
 

@@ -19,7 +19,7 @@ import grpc
 
 import xmanager
 from xmanager.client import daemon_process
-from xmanager.launcher.contract import MAX_MESSAGE_BYTES
+from xmanager.launcher.contract import MAX_MESSAGE_BYTES, READ_PROCESS_CAPABILITY
 from xmanager.launcher.v1 import launcher_pb2 as pb
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc
 from xmanager.state_dir import StateDir
@@ -159,7 +159,8 @@ class Launcher:
         self._channel = self._open_channel()
         self.stub = pb_grpc.LauncherStub(self._channel)
         self._reads_channel: grpc.Channel | None = None
-        if self.is_local:
+        self.server_info = self._handshake()
+        if self.is_local and READ_PROCESS_CAPABILITY in self.server_info.capabilities:
             # The plain reads go to the daemon's read process, which no sweep keeps busy.
             self._reads_channel = grpc.insecure_channel(
                 f"unix:{state.reads_socket}", options=_CHANNEL_OPTIONS
@@ -168,7 +169,6 @@ class Launcher:
             for name in READ_METHODS:
                 routed = _ReadsFirst(getattr(reads, name), getattr(self.stub, name))
                 setattr(self.stub, name, routed)
-        self.server_info = self._handshake()
 
     @property
     def is_local(self) -> bool:

@@ -11,6 +11,10 @@ from __future__ import annotations
 # The largest gRPC message the daemon and its clients accept (each direction).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
+# In ServerInfo.capabilities when a read process serves the plain reads on the state
+# directory's reads socket (docs/daemon.md, "The read process").
+READ_PROCESS_CAPABILITY = "reads.process"
+
 # Set by the launcher in every job's environment (docs/daemon.md).
 EXPERIMENT_ID_ENV = "XM_EXPERIMENT_ID"
 WORK_UNIT_ID_ENV = "XM_WORK_UNIT_ID"
