@@ -17,9 +17,10 @@ the daemon counts an overflow in a shared page instead and the read process drop
 The read process ends as soon as the pipe closes, that is when the daemon ends, however it ends
 (SIGKILL included).
 
-Clients on this machine send these four reads to `StateDir.reads_socket` and fall back to the
-daemon's own socket when it does not answer; the daemon serves them too (TCP clients, and
-everyone while the read process is not up).
+Clients on this machine, told by the daemon's ServerInfo that a read process serves
+(`contract.READ_PROCESS_CAPABILITY`), send these four reads to `StateDir.reads_socket` and fall
+back to the daemon's own socket when it does not answer; the daemon serves them too (TCP
+clients, and everyone while the read process is not up).
 """
 
 from __future__ import annotations

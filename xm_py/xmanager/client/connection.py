@@ -65,7 +65,7 @@ class _BearerToken(grpc.AuthMetadataPlugin):
 
 class _ReadsFirst(grpc.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
     """A read sent to the daemon's read process, and to the daemon itself when that process
-    does not answer (not started yet, ended, or a daemon run with --noread_process)."""
+    does not answer (not started yet, or ended)."""
 
     def __init__(
         self,
