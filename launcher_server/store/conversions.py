@@ -121,6 +121,24 @@ def job_columns(
     }
 
 
+def experiment_message(row: Any, state_counts: dict[int, int]) -> pb.Experiment:
+    """An experiment, with the number of its work units in each state."""
+    return pb.Experiment(
+        id=row.id,
+        title=row.title,
+        tags=row.tags,
+        notes=row.notes,
+        creator=row.creator,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        launch_script_path=row.launch_script_path,
+        launch_script_sha256=row.launch_script_sha256,
+        source_revision=row.source_revision,
+        work_unit_count=sum(state_counts.values()),
+        work_unit_state_counts=state_counts,
+    )
+
+
 def job_message(row: Any) -> pb.Job:
     """The whole job from a full jobs row."""
     return pb.Job(

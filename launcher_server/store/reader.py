@@ -88,7 +88,7 @@ class StoreReader:
             row = session.get(ExperimentRow, experiment_id)
             if row is None:
                 raise NotFoundError(f"experiment {experiment_id} not found")
-            return self._experiment_message(session, row)
+            return experiment_message(session, row)
 
     def list_experiments(self, request: pb.ListExperimentsRequest) -> pb.ListExperimentsResponse:
         size = request.page_size or _DEFAULT_EXPERIMENT_PAGE
@@ -129,7 +129,7 @@ class StoreReader:
                 matching = [row for row in rows if not wanted_tags or wanted_tags <= set(row.tags)]
                 counts = _state_counts(session, [row.id for row in matching])
                 for row in matching:
-                    message = self._experiment_message(session, row, counts[row.id])
+                    message = conversions.experiment_message(row, counts[row.id])
                     budget -= message.ByteSize()
                     # A page ends at its size, or at its bytes (never empty).
                     if len(response.experiments) == size or (budget < 0 and response.experiments):
@@ -142,26 +142,6 @@ class StoreReader:
                 if not wanted_tags and len(rows) <= size:
                     break
         return response
-
-    def _experiment_message(
-        self, session: Session, row: ExperimentRow, counts: dict[int, int] | None = None
-    ) -> pb.Experiment:
-        if counts is None:
-            counts = _state_counts(session, [row.id])[row.id]
-        return pb.Experiment(
-            id=row.id,
-            title=row.title,
-            tags=row.tags,
-            notes=row.notes,
-            creator=row.creator,
-            create_time=conversions.timestamp(row.create_time),
-            update_time=conversions.timestamp(row.update_time),
-            launch_script_path=row.launch_script_path,
-            launch_script_sha256=row.launch_script_sha256,
-            source_revision=row.source_revision,
-            work_unit_count=sum(counts.values()),
-            work_unit_state_counts=counts,
-        )
 
     def get_work_unit(self, experiment_id: int, work_unit_id: int) -> pb.WorkUnit:
         key = (experiment_id, work_unit_id)
@@ -227,6 +207,11 @@ class StoreReader:
             )
         if found is None:
             raise NotFoundError(f"experiment {experiment_id} not found")
+
+
+def experiment_message(session: Session, row: ExperimentRow) -> pb.Experiment:
+    """An experiment as the RPCs return it, its units counted in `session`."""
+    return conversions.experiment_message(row, _state_counts(session, [row.id])[row.id])
 
 
 def _state_counts(session: Session, experiment_ids: Sequence[int]) -> dict[int, dict[int, int]]:

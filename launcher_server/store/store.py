@@ -133,7 +133,7 @@ class Store(reader.StoreReader):
                     select(ExperimentRow).where(ExperimentRow.request_id == request_id)
                 )
                 if existing is not None:
-                    return self._experiment_message(session, existing)
+                    return reader.experiment_message(session, existing)
             now = conversions.now()
             row = ExperimentRow(
                 title=experiment.title,
@@ -161,7 +161,7 @@ class Store(reader.StoreReader):
                     message=f"created {experiment.title!r}",
                 )
             )
-            return self._experiment_message(session, row, counts={})
+            return conversions.experiment_message(row, {})
 
     def update_experiment(self, request: pb.UpdateExperimentRequest) -> pb.Experiment:
         with self._write() as transaction:
@@ -192,7 +192,7 @@ class Store(reader.StoreReader):
                     message=f"updated {', '.join(changed)}",
                 )
             )
-            return self._experiment_message(session, row)
+            return reader.experiment_message(session, row)
 
     def delete_experiment(self, experiment_id: int) -> int:
         """Deletes an experiment whose units are all final; returns how many units it had."""
