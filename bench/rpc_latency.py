@@ -1,8 +1,10 @@
 """RPC latency over the Unix socket: GetWorkUnit with 16 concurrent clients (processes).
 
     .venv/bin/python bench/rpc_latency.py [--clients=16] [--rate=50] [--seconds=10]
+                                          [--no-read_process]
 
-Against one daemon holding a sweep's worth of work units:
+Against one daemon holding a sweep's worth of work units; its read process answers GetWorkUnit
+(`--no-read_process`: the daemon does):
 
 - latency under load (the target): every client calls GetWorkUnit on its own schedule, `rate`
   calls a second (16 x 50 = 800 calls/s by default, as sixteen dashboards or scripts polling
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from launcher_server.daemon import SERVER_OPTIONS  # noqa: E402
 from tests.support.daemon import DaemonHandle, add_work_units, local_job  # noqa: E402
 from xmanager.client.connection import Launcher  # noqa: E402
+from xmanager.launcher.contract import READ_PROCESS_CAPABILITY  # noqa: E402
 from xmanager.launcher.v1 import launcher_pb2 as pb  # noqa: E402
 from xmanager.launcher.v1 import launcher_pb2_grpc as pb_grpc  # noqa: E402
 from xmanager.state_dir import StateDir  # noqa: E402
@@ -180,9 +183,14 @@ def _floor(
     unit = daemon.client.stub.GetWorkUnit(
         pb.GetWorkUnitRequest(experiment_id=experiment_id, work_unit_id=1)
     )
-    info = daemon.client.server_info.SerializeToString()
+    info = pb.ServerInfo()
+    info.CopyFrom(daemon.client.server_info)
+    # A plain server: its clients send every call to the one socket it listens on.
+    if READ_PROCESS_CAPABILITY in info.capabilities:
+        info.capabilities.remove(READ_PROCESS_CAPABILITY)
     server = multiprocessing.get_context("spawn").Process(
-        target=_serve_floor, args=(str(state_dir.socket), info, unit.SerializeToString())
+        target=_serve_floor,
+        args=(str(state_dir.socket), info.SerializeToString(), unit.SerializeToString()),
     )
     server.start()
     try:
@@ -200,14 +208,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rate", type=float, default=50.0, help="calls/s of each client")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--read_process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the daemon's read process serves GetWorkUnit (--no-read_process: the daemon does)",
+    )
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="xm-bench-", dir="/tmp"))
-    daemon = DaemonHandle(state)
+    daemon = DaemonHandle(state, [] if args.read_process else ["--noread_process"])
     daemon.start()
     try:
         experiment_id = _prepare(daemon)
         load = f"{args.clients} x {args.rate:.0f} calls/s"
-        print(f"GetWorkUnit over the Unix socket, {args.clients} client processes, {_UNITS} units")
+        server = "the read process" if args.read_process else "the daemon alone"
+        print(
+            f"GetWorkUnit over the Unix socket, {args.clients} client processes, {_UNITS} units, "
+            f"served by {server}"
+        )
         loaded = _run(state, experiment_id, args.clients, args.seconds, args.rate)
         print(f"  daemon under load ({load}): {loaded.describe()}")
         print("    (targets: p50 <= 1 ms, p99 <= 5 ms)")
