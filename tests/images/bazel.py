@@ -55,6 +55,20 @@ def run(
     return result
 
 
+def discard_output_base(output_base: Path) -> None:
+    """Shuts down the Bazel server of an output base a test made, and deletes it."""
+    if output_base.exists():
+        subprocess.run(
+            [require_bazel(), f"--output_base={output_base}", "shutdown"],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+    subprocess.run(["chmod", "-R", "u+w", str(output_base)], check=False)  # Bazel's are read-only
+    shutil.rmtree(output_base, ignore_errors=True)
+
+
 def image_outputs(label: str, bazel_bin: Path) -> Image:
     package, _, name = label.removeprefix("@@").removeprefix("//").partition(":")
     base = bazel_bin / package / name

@@ -90,13 +90,5 @@ def test_two_clean_builds_are_byte_identical() -> None:
             if process.poll() is None:
                 process.kill()
         for base in bases:
-            if base.exists():
-                subprocess.run(
-                    [bazel_path, f"--output_base={base}", "shutdown"],
-                    cwd=bazel.ROOT,
-                    capture_output=True,
-                    check=False,
-                    timeout=120,
-                )
-        subprocess.run(["chmod", "-R", "u+w", str(scratch)], check=False)
+            bazel.discard_output_base(base)
         shutil.rmtree(scratch, ignore_errors=True)
