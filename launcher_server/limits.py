@@ -101,7 +101,8 @@ def _check_value(
             raise InvalidArgumentError(name, f"is {len(value)} bytes; at most {DEFAULT_MAX_CHARS}")
     elif field.cpp_type in (field.CPPTYPE_INT64, field.CPPTYPE_UINT64):
         assert isinstance(value, int)
-        low = 0 if field.name.endswith("_id") or field.name == "after_sequence" else -MAX_ID
+        is_id = field.name.endswith(("_id", "_ids")) or field.name == "after_sequence"
+        low = 0 if is_id else -MAX_ID
         if not low <= value <= MAX_ID:
             raise InvalidArgumentError(name, _range_problem(low, value))
     elif field.type in (field.TYPE_DOUBLE, field.TYPE_FLOAT):

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from launcher_server import limits
 from launcher_server.aggregation import FINAL_STATES
-from launcher_server.errors import InvalidArgumentError, OutOfRangeError, UnavailableError
+from launcher_server.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    UnavailableError,
+)
 from launcher_server.event_hub import EventHub, Update, watch_response
 from launcher_server.store.batch import WatchUpdate
 from launcher_server.store.store import Store
@@ -36,6 +42,9 @@ class Watcher:
             self._store.get_experiment(request.experiment_id)
         elif request.until_all_final:
             raise InvalidArgumentError("until_all_final", "needs an experiment_id")
+        elif request.work_unit_ids:
+            raise InvalidArgumentError("work_unit_ids", "needs an experiment_id")
+        units = self._watched_units(request)
         if request.after_sequence > self._hub.last_sequence:
             raise OutOfRangeError(
                 f"after_sequence {request.after_sequence} is beyond the last event "
@@ -47,8 +56,8 @@ class Watcher:
             # Updates after this point come from the hub; the snapshot may repeat some of them,
             # which is harmless (an update is the unit's whole status).
             sequence = self._hub.last_sequence
-            for units in self._snapshot(request.experiment_id):
-                selected = [unit for unit in units if not wanted or unit.status.state in wanted]
+            for page in self._snapshot(request.experiment_id, units):
+                selected = [unit for unit in page if not wanted or unit.status.state in wanted]
                 if selected:
                     yield pb.WatchWorkUnitsResponse(
                         updates=[pb.WorkUnitUpdate(work_unit=unit) for unit in selected]
@@ -56,7 +65,7 @@ class Watcher:
         while is_active():
             # Asked before reading the updates: the ones that made every unit final are sent
             # before the stream ends.
-            finished = request.until_all_final and self._all_final(request.experiment_id)
+            finished = request.until_all_final and self._all_final(request.experiment_id, units)
             updates, up_to = self._updates_after(sequence, request.experiment_id)
             if up_to == sequence:
                 if finished:
@@ -70,8 +79,8 @@ class Watcher:
             newest = {(u.experiment_id, u.work_unit_id): u for u in updates}
             send = [
                 update
-                for update in sorted(newest.values(), key=lambda u: u.sequence)
-                if not wanted or update.state in wanted
+                for key, update in sorted(newest.items(), key=lambda item: item[1].sequence)
+                if (not wanted or update.state in wanted) and (not units or key in units)
             ]
             if send:
                 yield watch_response(send)
@@ -97,8 +106,30 @@ class Watcher:
         ]
         return updates, events[-1].sequence
 
-    def _snapshot(self, experiment_id: int) -> Iterator[list[pb.WorkUnit]]:
-        """Every unit (of one experiment, or of those with active units) as it is, in pages."""
+    def _watched_units(self, request: pb.WatchWorkUnitsRequest) -> frozenset[tuple[int, int]]:
+        """The units a request names (empty: it names none, so watches all); each must exist."""
+        for i, work_unit_id in enumerate(request.work_unit_ids):
+            limits.check_id(work_unit_id, f"work_unit_ids[{i}]")
+        units = frozenset((request.experiment_id, w) for w in request.work_unit_ids)
+        missing = sorted(units - self._store.unit_statuses(list(units)).keys())
+        if missing:
+            ids = ", ".join(str(work_unit_id) for _, work_unit_id in missing[:10])
+            raise NotFoundError(
+                f"experiment {request.experiment_id} has no work unit {ids}; "
+                f"`xmanager show {request.experiment_id}` lists its units"
+            )
+        return units
+
+    def _snapshot(
+        self, experiment_id: int, units: frozenset[tuple[int, int]]
+    ) -> Iterator[list[pb.WorkUnit]]:
+        """The watched units (all of one experiment, or of those with active units, unless
+        some are named) as they are, in pages."""
+        if units:
+            keys = sorted(units)
+            statuses = self._store.unit_statuses(keys)
+            yield [statuses[key] for key in keys]
+            return
         experiments = (
             [experiment_id] if experiment_id else self._store.experiment_ids_with_active_work()
         )
@@ -111,7 +142,10 @@ class Watcher:
                 statuses = self._store.unit_statuses(keys)
                 yield [statuses[key] for key in keys]
 
-    def _all_final(self, experiment_id: int) -> bool:
+    def _all_final(self, experiment_id: int, units: frozenset[tuple[int, int]]) -> bool:
+        if units:
+            statuses = self._store.unit_statuses(list(units))
+            return all(unit.status.state in FINAL_STATES for unit in statuses.values())
         experiment = self._store.get_experiment(experiment_id)
         finished = sum(
             count

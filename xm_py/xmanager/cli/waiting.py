@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
@@ -23,14 +23,18 @@ FINAL_STATES = frozenset(
 
 
 def _updates(
-    launcher: Launcher, experiment_id: int, until_all_final: bool
+    launcher: Launcher, experiment_id: int, work_unit_ids: Sequence[int]
 ) -> Iterator[pb.WorkUnit]:
-    """Every work unit change of the experiment, resuming the stream if the daemon restarts."""
+    """Every change of the experiment's work units (or only of those named) until all are final,
+    resuming the stream if the daemon restarts."""
     sequence = 0
     retry_until = 0.0
     while True:
         request = pb.WatchWorkUnitsRequest(
-            experiment_id=experiment_id, after_sequence=sequence, until_all_final=until_all_final
+            experiment_id=experiment_id,
+            after_sequence=sequence,
+            until_all_final=True,
+            work_unit_ids=work_unit_ids,
         )
         try:
             for response in launcher.stub.WatchWorkUnits(request):
@@ -71,14 +75,11 @@ def wait(launcher: Launcher, experiment_id: int, work_unit_id: int | None) -> bo
     live = sys.stderr.isatty()
     report = _live_report(label) if live else _plain_report(experiment_id)
     try:
-        for unit in _updates(launcher, experiment_id, until_all_final=work_unit_id is None):
-            if work_unit_id is not None and unit.work_unit_id != work_unit_id:
-                continue
+        ids = [] if work_unit_id is None else [work_unit_id]
+        for unit in _updates(launcher, experiment_id, ids):
             previous = states.get(unit.work_unit_id)
             states[unit.work_unit_id] = unit.status.state
             report(unit, previous, states)
-            if work_unit_id is not None and unit.status.state in FINAL_STATES:
-                break
     finally:
         report(None, None, states)
     succeeded = bool(states) and all(s == pb.JOB_STATE_SUCCEEDED for s in states.values())

@@ -501,16 +501,18 @@ class ListWorkUnitsResponse(_message.Message):
     def __init__(self, work_units: _Optional[_Iterable[_Union[WorkUnit, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchWorkUnitsRequest(_message.Message):
-    __slots__ = ("experiment_id", "after_sequence", "until_all_final", "states")
+    __slots__ = ("experiment_id", "after_sequence", "until_all_final", "states", "work_unit_ids")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_ALL_FINAL_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    WORK_UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
     experiment_id: int
     after_sequence: int
     until_all_final: bool
     states: _containers.RepeatedScalarFieldContainer[JobState]
-    def __init__(self, experiment_id: _Optional[int] = ..., after_sequence: _Optional[int] = ..., until_all_final: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ...) -> None: ...
+    work_unit_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, experiment_id: _Optional[int] = ..., after_sequence: _Optional[int] = ..., until_all_final: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ..., work_unit_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class WatchWorkUnitsResponse(_message.Message):
     __slots__ = ("updates",)
