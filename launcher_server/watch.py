@@ -108,6 +108,8 @@ class Watcher:
 
     def _watched_units(self, request: pb.WatchWorkUnitsRequest) -> frozenset[tuple[int, int]]:
         """The units a request names (empty: it names none, so watches all); each must exist."""
+        if not request.work_unit_ids:
+            return frozenset()
         for i, work_unit_id in enumerate(request.work_unit_ids):
             limits.check_id(work_unit_id, f"work_unit_ids[{i}]")
         units = frozenset((request.experiment_id, w) for w in request.work_unit_ids)
@@ -128,7 +130,7 @@ class Watcher:
         if units:
             keys = sorted(units)
             statuses = self._store.unit_statuses(keys)
-            yield [statuses[key] for key in keys]
+            yield [statuses[key] for key in keys if key in statuses]  # less any deleted since
             return
         experiments = (
             [experiment_id] if experiment_id else self._store.experiment_ids_with_active_work()
@@ -140,7 +142,7 @@ class Watcher:
                     (exp_id, work_unit_id) for work_unit_id in ids[start : start + _SNAPSHOT_PAGE]
                 ]
                 statuses = self._store.unit_statuses(keys)
-                yield [statuses[key] for key in keys]
+                yield [statuses[key] for key in keys if key in statuses]  # less any deleted since
 
     def _all_final(self, experiment_id: int, units: frozenset[tuple[int, int]]) -> bool:
         if units:
