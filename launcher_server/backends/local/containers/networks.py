@@ -23,6 +23,9 @@ from launcher_server.backends.local.containers.options import Naming
 
 _log = logging.getLogger(__name__)
 
+# Seconds between attempts to remove a network a container still holds (about 5 s in all).
+_REMOVE_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.5, 2.0)
+
 
 class Networks:
     """The experiments' networks of one daemon instance; thread-safe."""
@@ -56,7 +59,14 @@ class Networks:
             if last:
                 del self._active[experiment_id]
         if last and not self._closed.is_set():
-            self.remove_if_unused(experiment_id)
+            # In a thread of its own: removing may wait for Docker, and the caller may be a
+            # start worker or the daemon's recovery.
+            threading.Thread(
+                target=self.remove_if_unused,
+                args=(experiment_id,),
+                name=f"network-{experiment_id}",
+                daemon=True,
+            ).start()
 
     def ensure(self, client: Client, experiment_id: int) -> None:
         """Creates the experiment's network unless it exists. Holds the experiment's lock."""
@@ -77,24 +87,42 @@ class Networks:
                 ) from None
 
     def remove_if_unused(self, experiment_id: int) -> None:
+        """Removes the experiment's network unless a job of it may still have a container.
+
+        A container removed a moment ago can still be listed, or still hold its endpoint on the
+        network (Docker answers 403, "active endpoints"): retried for a few seconds, else the
+        network would stay until the daemon's next start.
+        """
+        for delay in _REMOVE_RETRY_DELAYS:
+            if self._try_remove(experiment_id) or self._closed.wait(delay):
+                return
+        _log.info("network of experiment %d kept: a container still uses it", experiment_id)
+
+    def _try_remove(self, experiment_id: int) -> bool:
+        """Whether the network is settled (removed, absent, or wanted); False to try again."""
         with self._lock:
             if self._active[experiment_id] > 0:
-                return
+                return True
         try:
             client = self._engine.client()
             with self.experiment_lock(experiment_id):
                 with self._lock:
                     if self._active[experiment_id] > 0:
-                        return  # a job of the experiment started meanwhile
+                        return True  # a job of the experiment started meanwhile
                 filters = self._naming.experiment_filter(experiment_id)
                 if client.api.containers(all=True, quiet=True, filters=filters):
-                    return
+                    return False
                 name = self._naming.network(experiment_id)
                 for network in client.networks.list(names=[name]):
                     if network.name == name:
                         network.remove()
+            return True
         except APIError as error:
-            # 404: already gone; 403/409: a container still uses it (a race with `docker run`).
-            _log.debug("network of experiment %d kept: %s", experiment_id, error)
+            if error.status_code == 404:
+                return True  # already gone
+            # 403/409: a container still uses it (a race with its removal, or with `docker run`).
+            _log.debug("network of experiment %d kept for now: %s", experiment_id, error)
+            return False
         except ENGINE_OR_UNAVAILABLE as error:
             _log.info("could not remove the network of experiment %d: %s", experiment_id, error)
+            return True
